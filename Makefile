@@ -1,0 +1,36 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+# make demo: ShapesRef -> TFRecords -> train configs/shapes.py on the CPU -> evaluate (+ DenseCRF).
+DEMO_DATA := data/shapes_ref
+DEMO_RECORDS := data/tfrecords/shapes
+DEMO_WORKDIR := workdir/shapes
+DEMO_CONFIG := configs/shapes.py
+
+.PHONY: test demo install clean
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+demo: $(STAMP)
+	$(PY) -m cmsa_tf.data.shapes --output_dir=$(DEMO_DATA)
+	$(PY) -m cmsa_tf.data.build --refer_root=$(DEMO_DATA) --dataset=shapes --split_by=shapes \
+	    --image_root=$(DEMO_DATA)/images --output_dir=$(DEMO_RECORDS)
+	$(PY) -m cmsa_tf.train --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR)
+	$(PY) -m cmsa_tf.evaluate --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR) \
+	    --split=val,testA,testB --crf --num_overlays=6
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,10 @@
+"""cmsa_tf: Cross-Modal Self-Attention Network for referring image segmentation, TF2 / Keras 3."""
+
+__version__ = "0.1.0"
+
+
+def build_model(model_config, **kwargs):
+    """Builds the CMSA model from `config.model`; see `cmsa_tf.models.cmsa_segmenter.build_model`."""
+    from cmsa_tf.models.cmsa_segmenter import build_model as _build_model
+
+    return _build_model(model_config, **kwargs)

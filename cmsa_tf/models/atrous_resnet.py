@@ -1,0 +1,530 @@
+"""DeepLab-v2 style atrous ResNet backbone (Caffe ResNet v1 with Caffe layer names).
+
+The backbone of the paper (Sec. 3.3, 4.1) is DeepLab-v2's ResNet-101: the usual ResNet v1 with the
+strides of res4 and res5 replaced by dilation, so res3, res4 and res5 all come out at 1/8 of the
+input. This module builds that network for depths 18/34/50/101/152, output strides 8/16/32 and any
+base width, names every layer as Caffe and DrSleep's tensorflow-deeplab-resnet do (so TF1
+checkpoints map mechanically, see `tf1_checkpoint.py`), and copies ImageNet weights from
+`keras.applications`.
+"""
+
+import os
+
+import keras
+from absl import logging
+
+from cmsa_tf.models.tf1_checkpoint import load_tf1_checkpoint
+
+# depth -> (block kind, blocks in res2..res5).
+_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+# output stride -> (stride, dilation) of res2, res3, res4, res5.
+_STAGE_GEOMETRY = {
+    8: ((1, 1), (2, 1), (1, 2), (1, 4)),
+    16: ((1, 1), (2, 1), (2, 1), (1, 2)),
+    32: ((1, 1), (2, 1), (2, 1), (2, 1)),
+}
+STAGE_NAMES = ("conv1", "res2", "res3", "res4", "res5")
+FEATURE_NAMES = ("res3", "res4", "res5")
+PADDING_STYLES = ("symmetric", "same")
+# BatchNorm epsilon of keras.applications ResNet and of TF-slim (DrSleep's TF1 graph).
+KERAS_BATCHNORM_EPSILON = 1.001e-5
+SLIM_BATCHNORM_EPSILON = 1e-3
+_KERAS_APPLICATIONS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
+
+
+def default_stem(weights):
+    """(padding, BatchNorm epsilon) that the given `weights` were trained with.
+
+    A TF1 DeepLab checkpoint (any path) ran TF 'SAME' padding with TF-slim's epsilon 1e-3;
+    `keras.applications` (and random init) use symmetric padding and epsilon 1.001e-5.
+    """
+    if weights is not None and weights != "imagenet":
+        return "same", SLIM_BATCHNORM_EPSILON
+    return "symmetric", KERAS_BATCHNORM_EPSILON
+
+
+def caffe_block_names(depth, stage):
+    """Caffe names of the residual blocks of one stage, e.g. `["3a", "3b1", "3b2", "3b3"]`.
+
+    Caffe's ResNet-101/152 prototxts (and DeepLab's) number the blocks of res3 and res4
+    (`res3b1`, ..., `res4b22`); every other stage, and every stage of the shallower nets, uses
+    letters (`res2a`, `res2b`, `res2c`).
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        stage: 2, 3, 4 or 5.
+    """
+    if depth not in _DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(_DEPTHS)}; got {depth!r}.")
+    if stage not in (2, 3, 4, 5):
+        raise ValueError(f"stage must be 2, 3, 4 or 5; got {stage!r}.")
+    num_blocks = _DEPTHS[depth][1][stage - 2]
+    if depth >= 101 and stage in (3, 4):
+        return [f"{stage}a"] + [f"{stage}b{i}" for i in range(1, num_blocks)]
+    return [f"{stage}{chr(ord('a') + i)}" for i in range(num_blocks)]
+
+
+def _stage_of(layer_name):
+    """Which of `STAGE_NAMES` a layer belongs to (None for layers without weights)."""
+    if layer_name in ("conv1", "bn_conv1"):
+        return "conv1"
+    for stage in (2, 3, 4, 5):
+        if layer_name.startswith((f"res{stage}", f"bn{stage}")):
+            return f"res{stage}"
+    return None
+
+
+@keras.saving.register_keras_serializable(package="cmsa_tf")
+class AtrousResNet(keras.Model):
+    """Caffe-style ResNet v1 with atrous (dilated) late stages, as DeepLab-v2.
+
+    The stem is conv1 7x7/2 + BN + ReLU and a 3x3/2 max pool; res2..res5 are stacks of bottleneck
+    blocks (depth 50/101/152: 1x1, 3x3, 1x1 with 4x expansion, the stride on the first 1x1 conv
+    and on the projection shortcut, as Caffe ResNet and `keras.applications` do) or basic blocks
+    (depth 18/34: two 3x3 convs, the stride on the first). `output_stride` 8 leaves res4 and res5
+    unstrided with dilation 2 and 4 (DeepLab-v2, the paper's backbone), 16 strides res4 and dilates
+    res5 by 2, 32 is the plain ResNet. Every 3x3 conv of a dilated stage is dilated, except, in
+    basic blocks, the stage's first conv (the one that would carry the stride), which keeps the
+    previous stage's dilation; so the dilated features are exactly the strided network's
+    evaluated at every position. Convolutions have no bias (BatchNorm follows each one).
+
+    Spatial sizes are `ceil(H / stride)` at every stride. `padding` says where the taps of the two
+    strided convolutions with a window (conv1 and pool1; also the strided 3x3 convs of depth
+    18/34) fall: "symmetric" pads `(k - 1) // 2` on every side and then applies a 'valid'
+    convolution, as Caffe and `keras.applications` do (needed for ImageNet weights to reproduce
+    Keras' features); "same" uses TensorFlow's 'SAME' padding (one pixel more at the bottom/right
+    for even sizes), as DrSleep's TF1 DeepLab graph that the official CMSA code ran. The pool's
+    zero padding equals -inf padding because its input is post-ReLU. All other convolutions pad
+    symmetrically in both styles.
+
+    Layer names are Caffe's: `conv1`, `bn_conv1`, `pool1`, `res2a_branch1`, `bn2a_branch1`,
+    `res2a_branch2a`, ..., `res2a` (the sum), `res2a_relu`; ResNet-101/152 number the blocks of
+    res3 and res4 (`res3b1`..`res3b3`, `res4b1`..`res4b22`), see `caffe_block_names`.
+
+    The model is a functional `keras.Model` built in the constructor (keras-hub backbone style),
+    so weights exist as soon as it is constructed and can be loaded there.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        output_stride: 8, 16 or 32, the stride of res5 (and of res4 at 8, res3 always has 8).
+        width: channels of conv1 (64 in the standard nets); every stage scales with it.
+        freeze_batchnorm: if True every BatchNorm runs in inference mode and its variables are
+            not trainable (the official recipe), even when the model is later set trainable.
+        trainable_stages: which of "conv1", "res2", "res3", "res4", "res5" are trainable;
+            `()` freezes the whole backbone. Frozen stages also run BatchNorm in inference mode.
+            The selection persists: `backbone.trainable = False` freezes everything and
+            `backbone.trainable = True` (also through an enclosing model) restores exactly these
+            stages. Set a layer's `trainable` directly to override it.
+        weights: None (random initialisation), "imagenet" (copy `keras.applications`' ImageNet
+            ResNet of this depth, downloaded by Keras; depth 50/101/152 and width 64 only) or the
+            path of a TF1 DeepLab checkpoint with DrSleep's variable names (`load_tf1_checkpoint`).
+        padding: "symmetric", "same" or None. None picks "same" for a TF1 checkpoint and
+            "symmetric" otherwise.
+        batchnorm_epsilon: BatchNorm epsilon, or None: 1e-3 (TF-slim, DrSleep's graph) for a TF1
+            checkpoint and 1.001e-5 (keras.applications) otherwise.
+        dtype: dtype policy of the layers (e.g. "mixed_float16"), or None for the global one.
+        **kwargs: `name` and `trainable`, passed to `keras.Model`.
+
+    Call arguments:
+        images: `[B, H, W, 3]` float32, already preprocessed (BGR, mean subtracted).
+        training: as for any Keras model; frozen BatchNorm ignores it.
+
+    Returns:
+        A dict `{"res3": [B, H/8, W/8, C3], "res4": [B, H/s4, W/s4, C4],
+        "res5": [B, H/s, W/s, C5]}` of post-ReLU features; the channel counts are in
+        `feature_channels` (512, 1024, 2048 for bottleneck nets with width 64; 128, 256, 512 for
+        basic-block nets).
+
+    Example:
+    ```python
+    backbone = AtrousResNet(depth=50, output_stride=8, width=8)
+    features = backbone(np.zeros((1, 64, 64, 3), "float32"))
+    features["res5"].shape  # (1, 8, 8, 256)
+    ```
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+        Chen et al., "DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, Atrous
+        Convolution, and Fully Connected CRFs", TPAMI 2018.
+    """
+
+    def __init__(
+        self,
+        depth=101,
+        output_stride=8,
+        width=64,
+        freeze_batchnorm=True,
+        trainable_stages=("res3", "res4", "res5"),
+        weights=None,
+        padding=None,
+        batchnorm_epsilon=None,
+        dtype=None,
+        **kwargs,
+    ):
+        if depth not in _DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(_DEPTHS)}; got {depth!r}.")
+        if output_stride not in _STAGE_GEOMETRY:
+            raise ValueError(
+                f"output_stride must be one of {sorted(_STAGE_GEOMETRY)}; got {output_stride!r}."
+            )
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer; got {width!r}.")
+        if trainable_stages is None or isinstance(trainable_stages, str):
+            raise ValueError(
+                "trainable_stages must be a sequence of stage names (`()` for none), not "
+                f"{trainable_stages!r}."
+            )
+        trainable_stages = tuple(trainable_stages)
+        unknown = [s for s in trainable_stages if s not in STAGE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"trainable_stages has unknown stage names {unknown}; valid names are "
+                f"{list(STAGE_NAMES)}."
+            )
+        if isinstance(weights, os.PathLike):
+            weights = os.fspath(weights)
+        if weights is not None and not isinstance(weights, str):
+            raise ValueError(
+                "weights must be None, 'imagenet' or the path of a TF1 checkpoint; "
+                f"got {weights!r}."
+            )
+        if weights == "":
+            raise ValueError("weights is an empty string; use None for random initialisation.")
+        from_tf1 = weights is not None and weights != "imagenet"
+        if weights == "imagenet":
+            if depth not in _KERAS_APPLICATIONS:
+                raise ValueError(
+                    f"weights='imagenet' needs depth in {sorted(_KERAS_APPLICATIONS)} "
+                    f"(keras.applications has no ResNet-{depth}); got depth={depth}."
+                )
+            if width != 64:
+                raise ValueError(f"weights='imagenet' needs width=64; got width={width}.")
+        default_padding, default_epsilon = default_stem(weights)
+        if padding is None:
+            padding = default_padding
+        if padding not in PADDING_STYLES:
+            raise ValueError(f"padding must be one of {PADDING_STYLES} or None; got {padding!r}.")
+        if batchnorm_epsilon is None:
+            batchnorm_epsilon = default_epsilon
+        if isinstance(batchnorm_epsilon, bool) or not (
+            isinstance(batchnorm_epsilon, (int, float)) and batchnorm_epsilon > 0
+        ):
+            raise ValueError(f"batchnorm_epsilon must be positive; got {batchnorm_epsilon!r}.")
+        if isinstance(dtype, dict):
+            dtype = keras.dtype_policies.deserialize(dtype)
+        trainable = kwargs.pop("trainable", True)
+        kwargs.setdefault("name", "atrous_resnet")
+
+        # === Functional graph ===
+        builder = _GraphBuilder(
+            depth=depth,
+            width=width,
+            padding=padding,
+            epsilon=float(batchnorm_epsilon),
+            dtype=dtype,
+        )
+        images = keras.Input(shape=(None, None, 3), name="images")
+        features, feature_layer_names = builder.build(images, _STAGE_GEOMETRY[output_stride])
+        super().__init__(inputs=images, outputs=features, **kwargs)
+
+        # === Config ===
+        self.depth = depth
+        self.output_stride = output_stride
+        self.width = width
+        self.freeze_batchnorm = bool(freeze_batchnorm)
+        self.trainable_stages = trainable_stages
+        self.padding = padding
+        self.batchnorm_epsilon = float(batchnorm_epsilon)
+        self._layer_dtype = dtype
+        self.block_type = _DEPTHS[depth][0]
+        expansion = 4 if self.block_type == "bottleneck" else 1
+        self.feature_channels = {
+            name: width * 2 ** (i + 1) * expansion for i, name in enumerate(FEATURE_NAMES)
+        }
+        self.feature_layer_names = feature_layer_names
+        self.feature_strides = {
+            "res3": 8,
+            "res4": 8 if output_stride == 8 else 16,
+            "res5": output_stride,
+        }
+        # Called directly: Keras skips `self.trainable = True` when it is already True.
+        self._set_trainable(trainable)
+
+        # === Weights ===
+        if weights == "imagenet":
+            application = getattr(keras.applications, _KERAS_APPLICATIONS[depth])
+            reference = application(
+                weights="imagenet", include_top=False, input_shape=(None, None, 3)
+            )
+            copy_keras_applications_weights(self, reference)
+            del reference
+            logging.info("AtrousResNet-%d: copied keras.applications ImageNet weights.", depth)
+        elif from_tf1:
+            report = load_tf1_checkpoint(self, weights)
+            if not report.loaded:
+                raise ValueError(
+                    f"weights={weights!r}: no variable of the checkpoint matches the backbone "
+                    f"(checkpoint prefix {report.prefix!r}); expected DrSleep's names such as "
+                    f"'conv1/weights' and 'bn_conv1/gamma'. {report.summary()}"
+                )
+            if report.unassigned or report.shape_mismatches:
+                logging.warning("AtrousResNet-%d: %s", depth, report.summary())
+            else:
+                logging.info("AtrousResNet-%d: %s", depth, report.summary())
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._set_trainable(value)
+
+    def _set_trainable(self, value):
+        # `trainable_stages` is an invariant: setting the backbone trainable re-enables exactly
+        # those stages (never frozen BatchNorm); setting it not trainable freezes everything.
+        value = bool(value)
+        self._trainable = value
+        for variable in self._trainable_variables:
+            variable.trainable = value
+        stages = getattr(self, "trainable_stages", None)
+        for layer in self.layers:
+            if stages is None:  # inside keras.Model's constructor, before the stages are set
+                layer.trainable = value
+                continue
+            layer_trainable = value and _stage_of(layer.name) in stages
+            if isinstance(layer, keras.layers.BatchNormalization) and self.freeze_batchnorm:
+                layer_trainable = False
+            layer.trainable = layer_trainable
+
+    def get_config(self):
+        # `weights` is always None here: the weights travel with the saved model, and
+        # re-reading them at deserialisation would download or need the original file.
+        # Padding and epsilon are stored resolved so the architecture does not depend on it.
+        dtype = self._layer_dtype
+        if dtype is not None and not isinstance(dtype, str):
+            dtype = keras.dtype_policies.serialize(dtype)
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "depth": self.depth,
+            "output_stride": self.output_stride,
+            "width": self.width,
+            "freeze_batchnorm": self.freeze_batchnorm,
+            "trainable_stages": list(self.trainable_stages),
+            "weights": None,
+            "padding": self.padding,
+            "batchnorm_epsilon": self.batchnorm_epsilon,
+            "dtype": dtype,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class _GraphBuilder:
+    """Creates the layers of one AtrousResNet and wires them on a symbolic input."""
+
+    def __init__(self, depth, width, padding, epsilon, dtype):
+        self.depth = depth
+        self.width = width
+        self.padding = padding
+        self.epsilon = epsilon
+        self.dtype = dtype
+        self.block_type, _ = _DEPTHS[depth]
+
+    def build(self, images, geometry):
+        # === Stem ===
+        x = self._conv(images, self.width, 7, 2, 1, "conv1")  # [B, H/2, W/2, w]
+        x = self._bn(x, "bn_conv1")
+        x = keras.layers.ReLU(name="conv1_relu", dtype=self.dtype)(x)
+        if self.padding == "symmetric":
+            x = keras.layers.ZeroPadding2D(1, name="pool1_pad", dtype=self.dtype)(x)
+            x = keras.layers.MaxPooling2D(3, 2, padding="valid", name="pool1", dtype=self.dtype)(x)
+        else:
+            x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1", dtype=self.dtype)(x)
+        # [B, H/4, W/4, w]
+
+        # === Residual stages ===
+        features, feature_layer_names = {}, {}
+        in_channels = self.width
+        previous_dilation = 1
+        for stage, (stride, dilation) in zip((2, 3, 4, 5), geometry):
+            filters = self.width * 2 ** (stage - 2)
+            for index, block in enumerate(caffe_block_names(self.depth, stage)):
+                block_stride = stride if index == 0 else 1
+                if self.block_type == "bottleneck":
+                    x = self._bottleneck(x, block, filters, block_stride, dilation, index == 0)
+                    in_channels = 4 * filters
+                else:
+                    project = index == 0 and (block_stride != 1 or in_channels != filters)
+                    # The conv that would carry the stride sees the previous stage's grid.
+                    first_dilation = previous_dilation if index == 0 else dilation
+                    x = self._basic(
+                        x, block, filters, block_stride, first_dilation, dilation, project
+                    )
+                    in_channels = filters
+            previous_dilation = dilation
+            # [B, H/s, W/s, C_stage]
+            if f"res{stage}" in FEATURE_NAMES:
+                features[f"res{stage}"] = x
+                feature_layer_names[f"res{stage}"] = f"res{block}_relu"
+        return features, feature_layer_names
+
+    def _bottleneck(self, x, block, filters, stride, dilation, project):
+        shortcut = x
+        if project:
+            shortcut = self._conv(x, 4 * filters, 1, stride, 1, f"res{block}_branch1")
+            shortcut = self._bn(shortcut, f"bn{block}_branch1")
+        y = self._conv(x, filters, 1, stride, 1, f"res{block}_branch2a")
+        y = self._bn(y, f"bn{block}_branch2a")
+        y = keras.layers.ReLU(name=f"res{block}_branch2a_relu", dtype=self.dtype)(y)
+        y = self._conv(y, filters, 3, 1, dilation, f"res{block}_branch2b")
+        y = self._bn(y, f"bn{block}_branch2b")
+        y = keras.layers.ReLU(name=f"res{block}_branch2b_relu", dtype=self.dtype)(y)
+        y = self._conv(y, 4 * filters, 1, 1, 1, f"res{block}_branch2c")
+        y = self._bn(y, f"bn{block}_branch2c")
+        y = keras.layers.Add(name=f"res{block}", dtype=self.dtype)([shortcut, y])
+        return keras.layers.ReLU(name=f"res{block}_relu", dtype=self.dtype)(y)
+
+    def _basic(self, x, block, filters, stride, first_dilation, dilation, project):
+        shortcut = x
+        if project:
+            shortcut = self._conv(x, filters, 1, stride, 1, f"res{block}_branch1")
+            shortcut = self._bn(shortcut, f"bn{block}_branch1")
+        y = self._conv(x, filters, 3, stride, first_dilation, f"res{block}_branch2a")
+        y = self._bn(y, f"bn{block}_branch2a")
+        y = keras.layers.ReLU(name=f"res{block}_branch2a_relu", dtype=self.dtype)(y)
+        y = self._conv(y, filters, 3, 1, dilation, f"res{block}_branch2b")
+        y = self._bn(y, f"bn{block}_branch2b")
+        y = keras.layers.Add(name=f"res{block}", dtype=self.dtype)([shortcut, y])
+        return keras.layers.ReLU(name=f"res{block}_relu", dtype=self.dtype)(y)
+
+    def _conv(self, x, filters, kernel_size, stride, dilation, name):
+        padding = "same"
+        if stride > 1 and kernel_size > 1 and self.padding == "symmetric":
+            # Caffe / keras.applications: pad (k - 1) // 2 on every side, then 'valid'.
+            x = keras.layers.ZeroPadding2D(
+                (kernel_size - 1) // 2, name=f"{name}_pad", dtype=self.dtype
+            )(x)
+            padding = "valid"
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=stride,
+            dilation_rate=dilation,
+            padding=padding,
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=name,
+            dtype=self.dtype,
+        )(x)
+
+    def _bn(self, x, name):
+        return keras.layers.BatchNormalization(
+            epsilon=self.epsilon, name=name, dtype=self.dtype
+        )(x)
+
+
+def _keras_applications_name(caffe_name, depth):
+    """Maps a Caffe layer name of the backbone to keras.applications' ResNet layer name."""
+    if caffe_name == "conv1":
+        return "conv1_conv"
+    if caffe_name == "bn_conv1":
+        return "conv1_bn"
+    is_bn = caffe_name.startswith("bn")
+    block, branch = caffe_name[2 if is_bn else 3 :].split("_")
+    stage = int(block[0])
+    index = caffe_block_names(depth, stage).index(block) + 1
+    part = {"branch1": 0, "branch2a": 1, "branch2b": 2, "branch2c": 3}[branch]
+    return f"conv{stage}_block{index}_{part}_{'bn' if is_bn else 'conv'}"
+
+
+def copy_keras_applications_weights(backbone, keras_resnet):
+    """Copies a `keras.applications` ResNet v1 (50/101/152) into a bottleneck AtrousResNet.
+
+    Keras' convolutions have biases and the backbone's do not; each bias `b` is folded exactly
+    into the BatchNorm that follows (`moving_mean - b`). A different BatchNorm epsilon is folded
+    into the moving variance. Dilation does not change weight shapes, so any output stride works.
+
+    Args:
+        backbone: an `AtrousResNet` with depth 50, 101 or 152.
+        keras_resnet: `keras.applications.ResNet50/101/152(include_top=...)` of the same depth
+            and with the backbone's width (64).
+
+    Returns:
+        A dict mapping each backbone layer name to the Keras layer name it was copied from.
+
+    Raises:
+        ValueError: if the architectures do not match (depth, a missing layer, a shape).
+    """
+    if getattr(backbone, "block_type", None) != "bottleneck":
+        raise ValueError(
+            "backbone must be a bottleneck AtrousResNet (depth 50, 101 or 152) to copy "
+            f"keras.applications weights; got {type(backbone).__name__} with depth "
+            f"{getattr(backbone, 'depth', None)}."
+        )
+    keras_layers = {layer.name: layer for layer in keras_resnet.layers}
+    copied = {}
+    for layer in backbone.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization)):
+            continue
+        source_name = _keras_applications_name(layer.name, backbone.depth)
+        source = keras_layers.get(source_name)
+        if source is None:
+            raise ValueError(
+                f"keras_resnet has no layer {source_name!r} for backbone layer {layer.name!r}; "
+                f"is it a keras.applications ResNet-{backbone.depth}?"
+            )
+        copied[layer.name] = source_name
+    used = set(copied.values())
+    extra = [
+        name
+        for name, layer in keras_layers.items()
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))
+        and name not in used
+    ]
+    if extra:
+        raise ValueError(
+            f"keras_resnet has {len(extra)} conv/BN layers the ResNet-{backbone.depth} backbone "
+            f"lacks (first: {extra[:3]}); the depths differ."
+        )
+
+    backbone_layers = {layer.name: layer for layer in backbone.layers}
+    for name, source_name in copied.items():
+        target, source = backbone_layers[name], keras_layers[source_name]
+        if isinstance(target, keras.layers.Conv2D):
+            _assign(target.kernel, source.kernel.numpy(), f"{name}.kernel <- {source_name}")
+            continue
+        conv_source = keras_layers[source_name[: -len("_bn")] + "_conv"]
+        bias = conv_source.bias.numpy() if conv_source.use_bias else 0.0
+        variance = source.moving_variance.numpy() + (source.epsilon - target.epsilon)
+        _assign(target.gamma, source.gamma.numpy(), f"{name}.gamma <- {source_name}")
+        _assign(target.beta, source.beta.numpy(), f"{name}.beta <- {source_name}")
+        _assign(
+            target.moving_mean,
+            source.moving_mean.numpy() - bias,
+            f"{name}.moving_mean <- {source_name}",
+        )
+        _assign(
+            target.moving_variance,
+            variance.clip(min=0.0),
+            f"{name}.moving_variance <- {source_name}",
+        )
+    return copied
+
+
+def _assign(variable, value, what):
+    if tuple(variable.shape) != tuple(value.shape):
+        raise ValueError(
+            f"shape mismatch copying {what}: backbone {tuple(variable.shape)}, "
+            f"keras {tuple(value.shape)}; the widths differ (keras.applications needs width=64)."
+        )
+    variable.assign(value.astype(variable.dtype))

@@ -1,0 +1,1 @@
+"""Small helpers shared by the absl mains (train, evaluate, export)."""

@@ -1,0 +1,18 @@
+"""CMSA on refcoco+ (unc split), the paper's settings.
+
+Usage: python -m cmsa_tf.train --config=configs/refcoco+_unc.py --workdir=DIR
+The config argument `official` switches to the authors' released-code form of the attention:
+--config=configs/refcoco+_unc.py:official
+"""
+
+from cmsa_tf import configs
+
+
+def get_config(arg=None):
+    return configs.paper_config(
+        "refcoco+",
+        "unc",
+        eval_splits=("val", "testA", "testB"),
+        tfrecord_dir="data/tfrecords/refcoco+_unc",
+        arg=arg,
+    )

@@ -1,0 +1,18 @@
+"""CMSA on refcocog (google split), the paper's settings.
+
+Usage: python -m cmsa_tf.train --config=configs/refcocog_google.py --workdir=DIR
+The config argument `official` switches to the authors' released-code form of the attention:
+--config=configs/refcocog_google.py:official
+"""
+
+from cmsa_tf import configs
+
+
+def get_config(arg=None):
+    return configs.paper_config(
+        "refcocog",
+        "google",
+        eval_splits=("val",),
+        tfrecord_dir="data/tfrecords/refcocog_google",
+        arg=arg,
+    )

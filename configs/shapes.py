@@ -1,0 +1,54 @@
+"""CMSA on ShapesRef, the embedded synthetic benchmark: a small model that trains on 2 CPU cores.
+
+Usage (what `make demo` runs):
+  python -m cmsa_tf.data.shapes --output_dir=data/shapes_ref
+  python -m cmsa_tf.data.build --refer_root=data/shapes_ref --dataset=shapes --split_by=shapes \
+      --image_root=data/shapes_ref/images --output_dir=data/tfrecords/shapes
+  python -m cmsa_tf.train --config=configs/shapes.py --workdir=workdir/shapes
+
+Same architecture as the paper (multi-level CMSA + gated fusion), scaled down: ResNet-18 at a
+quarter width, 96 px input, 64-D word embeddings. `:official` selects the authors' attention form.
+"""
+
+from cmsa_tf import configs
+
+
+def get_config(arg=None):
+    form = configs._parse_arg(arg)  # pylint: disable=protected-access
+    config = configs.paper_config(
+        "shapes",
+        "shapes",
+        eval_splits=("val", "testA", "testB"),
+        tfrecord_dir="data/tfrecords/shapes",
+        arg=form,
+    )
+    config.data.refer_root = "data/shapes_ref"
+    config.data.image_root = "data/shapes_ref/images"
+    config.data.image_size = 96
+    config.data.max_words = 10
+
+    model = config.model
+    model.embedding_dim = 64
+    model.backbone.depth = 18
+    model.backbone.width = 16
+    model.backbone.weights = None
+    model.backbone.freeze_batchnorm = False
+    model.backbone.trainable_stages = ("conv1", "res2", "res3", "res4", "res5")
+    model.attention.key_dims = (32, 32, 32) if form == "paper" else (32, 16, 16)
+    if form == "official":
+        model.attention.reduce_dims = (None, 32, 32)
+        model.res5_projection_dim = 64
+    model.fusion_channels = 64
+
+    train = config.train
+    train.batch_size = 16
+    train.steps = 2000
+    train.learning_rate = 1e-3
+    train.end_learning_rate = 1e-5
+    train.weight_decay = 1e-5
+    train.loss_reduction = "mean"
+    train.checkpoint_every = 500
+    train.log_every = 50
+
+    config.eval.batch_size = 32
+    return config

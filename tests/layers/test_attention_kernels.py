@@ -1,0 +1,59 @@
+"""The pure kernels: the word-by-word softmax mean and its custom gradient, 2x2x2 pooling."""
+
+import numpy as np
+import tensorflow as tf
+
+from cmsa_tf.layers import attention_kernels
+
+
+def test_word_averaged_softmax_matches_autodiff_of_the_naive_sum():
+    rng = np.random.default_rng(0)
+    base = tf.constant(rng.normal(size=(2, 3, 4)))
+    per_word = tf.constant(rng.normal(size=(2, 5, 4)))
+    weights = tf.constant(rng.uniform(size=(2, 5)))
+    cotangent = tf.constant(rng.normal(size=(2, 3, 4)))
+
+    def naive(base, per_word, weights):  # materialises [B, T, P, Q]
+        sigma = tf.nn.softmax(base[:, None] + per_word[:, :, None], axis=-1)
+        return tf.einsum("btpq,bt->bpq", sigma, weights)
+
+    results = []
+    for fn in (naive, attention_kernels.word_averaged_softmax):
+        with tf.GradientTape() as tape:
+            tape.watch([base, per_word, weights])
+            out = fn(base, per_word, weights)
+            loss = tf.reduce_sum(out * cotangent)
+        results.append([out] + tape.gradient(loss, [base, per_word, weights]))
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, atol=1e-13)
+
+
+def test_word_averaged_softmax_in_a_graph_with_dynamic_words():
+    fn = tf.function(
+        attention_kernels.word_averaged_softmax,
+        input_signature=[tf.TensorSpec([None, None, None])] * 2 + [tf.TensorSpec([None, None])],
+    )
+    base = tf.zeros([1, 2, 3])
+    out = fn(base, tf.zeros([1, 4, 3]), tf.fill([1, 4], 0.25))
+    np.testing.assert_allclose(out, np.full([1, 2, 3], 1 / 3), atol=1e-7)
+
+
+def test_max_pool_matches_tensorflow_same_pooling():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 3, 7, 4)).astype(np.float32)  # odd sizes: 'same' padding
+    expected = tf.nn.max_pool3d(x, ksize=2, strides=2, padding="SAME")
+    got = attention_kernels.max_pool_2x2x2(tf.constant(x), attention_kernels.mask_value(tf.float32))
+    assert got.shape == (2, 3, 2, 4, 4)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_word_weights_and_mask_value():
+    weights, has_words = attention_kernels.word_weights(
+        tf.constant([[True, False, True], [False, False, False]]), tf.float64
+    )
+    np.testing.assert_allclose(weights, [[0.5, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(has_words, [1.0, 0.0])
+    for dtype in (tf.float16, tf.bfloat16, tf.float32, tf.float64):
+        value = attention_kernels.mask_value(dtype)
+        assert value.dtype == dtype
+        assert float(tf.exp(tf.cast(value, tf.float32) - 50.0)) == 0.0

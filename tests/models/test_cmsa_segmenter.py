@@ -1,0 +1,162 @@
+"""CMSASegmenter: shapes, padding/batch invariance, serialisation, and that it learns."""
+
+import numpy as np
+import pytest
+import keras
+
+from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+
+TINY = dict(
+    vocab_size=30,
+    embedding_dim=12,
+    backbone_depth=18,
+    output_stride=8,
+    backbone_width=4,
+    key_dims=(6, 6, 6),
+    fusion_channels=8,
+)
+OFFICIAL = dict(
+    TINY,
+    attention_form="official",
+    key_dims=(6, 4, 4),
+    reduce_dims=(None, 8, 8),
+    res5_projection_dim=10,
+    query_chunk_size=7,
+)
+
+
+def _inputs(batch=2, size=32, words=((3, 4, 5, 0, 0), (7, 8, 9, 10, 11))):
+    rng = np.random.default_rng(0)
+    return {
+        "image": rng.normal(size=(batch, size, size, 3)).astype("float32") * 50.0,
+        "words": np.asarray(words[:batch], dtype="int32"),
+    }
+
+
+@pytest.mark.parametrize("kwargs", [TINY, OFFICIAL], ids=["paper", "official"])
+def test_output_shapes_and_attention(kwargs):
+    model = CMSASegmenter(**kwargs)
+    inputs = _inputs()
+    logits = model(inputs)
+    assert tuple(logits.shape) == (2, 32, 32, 1)
+    assert logits.dtype == "float32"
+    out = model(inputs, return_attention=True)
+    np.testing.assert_allclose(out["logits"], logits, rtol=1e-6, atol=1e-6)
+    attention = np.asarray(out["word_attention"])
+    assert attention.shape == (2, 3, 5)
+    # Fig. 4 rows: a distribution over the real words, nothing on padding.
+    np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(attention[0, :, 3:], 0.0)
+    assert tuple(out["features"].shape) == (2, 4, 4, kwargs["fusion_channels"])
+    assert len(model.gammas) == 3
+
+
+@pytest.mark.parametrize("output_stride", [16, 32])
+def test_other_output_strides(output_stride):
+    model = CMSASegmenter(**dict(TINY, output_stride=output_stride))
+    out = model(_inputs(size=64), return_attention=True)
+    assert tuple(out["logits"].shape) == (2, 64, 64, 1)
+    # Levels are fused at res3's resolution (stride 8).
+    assert tuple(out["features"].shape[1:3]) == (8, 8)
+
+
+def test_single_level_skips_fusion():
+    model = CMSASegmenter(**dict(TINY, levels=("res5",), key_dims=(6,), reduce_dims=(None,)))
+    assert tuple(model(_inputs()).shape) == (2, 32, 32, 1)
+    assert model.gammas == []
+
+
+@pytest.mark.parametrize("kwargs", [TINY, OFFICIAL], ids=["paper", "official"])
+def test_padding_and_batch_invariance(kwargs):
+    model = CMSASegmenter(**kwargs)
+    inputs = _inputs()
+    logits = np.asarray(model(inputs))
+    # Appending padding words changes nothing.
+    padded = dict(inputs, words=np.pad(inputs["words"], ((0, 0), (0, 3))))
+    np.testing.assert_allclose(model(padded), logits, rtol=1e-5, atol=1e-5)
+    # A sample's output does not depend on the rest of its batch.
+    alone = {k: v[:1] for k, v in inputs.items()}
+    np.testing.assert_allclose(model(alone), logits[:1], rtol=1e-5, atol=1e-5)
+    alone = {k: v[1:] for k, v in inputs.items()}
+    np.testing.assert_allclose(model(alone), logits[1:], rtol=1e-5, atol=1e-5)
+    # And it does depend on the words.
+    other = dict(inputs, words=inputs["words"][::-1].copy())
+    assert np.abs(np.asarray(model(other))[0] - logits[0]).max() > 1e-6
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    model = CMSASegmenter(**OFFICIAL)
+    inputs = _inputs()
+    expected = np.asarray(model(inputs))
+    config = model.get_config()
+    clone = CMSASegmenter.from_config(config)
+    assert clone.get_config() == config
+    clone(inputs)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone(inputs), expected)
+
+    path = tmp_path / "cmsa.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, CMSASegmenter)
+    np.testing.assert_array_equal(loaded(inputs), expected)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="levels"):
+        CMSASegmenter(**dict(TINY, levels=("res5", "res2", "res3")))
+    with pytest.raises(ValueError, match="key_dims"):
+        CMSASegmenter(**dict(TINY, key_dims=(6, 6)))
+    with pytest.raises(ValueError, match="vocab_size"):
+        CMSASegmenter(**dict(TINY, vocab_size=None))
+    with pytest.raises(ValueError, match="'image'"):
+        CMSASegmenter(**TINY)({"img": np.zeros((1, 32, 32, 3))})
+
+
+def test_few_steps_halve_the_loss():
+    from cmsa_tf.losses import SegmentationLoss
+
+    model = CMSASegmenter(**dict(TINY, freeze_batchnorm=True))
+    inputs = _inputs(batch=1)
+    mask = np.zeros((1, 32, 32, 1), "float32")
+    mask[:, 8:20, 10:26] = 1.0
+    loss_fn = SegmentationLoss(pixel_reduction="mean")
+    optimizer = keras.optimizers.Adam(1e-2)
+    import tensorflow as tf
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(mask, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    first = float(loss_fn(mask, model(inputs, training=True)))
+    for _ in range(30):
+        step()
+    last = float(loss_fn(mask, model(inputs, training=True)))
+    assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize("kwargs", [TINY, OFFICIAL], ids=["paper", "official"])
+def test_tf_checkpoint_restores_every_variable(tmp_path, kwargs):
+    """Training checkpoints go through tf.train.Checkpoint: nothing may be left out of it."""
+    import tensorflow as tf
+
+    model = CMSASegmenter(**kwargs)
+    inputs = _inputs()
+    expected = np.asarray(model(inputs))
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    assert len([n for n in saved if n.endswith("VARIABLE_VALUE")]) == len(model.variables)
+
+    keras.utils.set_random_seed(99)
+    clone = CMSASegmenter(**kwargs)
+    clone(inputs)
+    assert np.abs(np.asarray(clone(inputs)) - expected).max() > 1e-6
+    tf.train.Checkpoint(model=clone).read(path).assert_consumed()
+    for a, b in zip(model.variables, clone.variables):
+        assert a.path.split("/", 1)[1] == b.path.split("/", 1)[1]
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(clone(inputs), expected)

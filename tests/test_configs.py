@@ -1,0 +1,66 @@
+"""Every config file loads, overrides work, and builds its model."""
+
+import pytest
+
+import cmsa_tf
+
+PAPER_CONFIGS = ["refcoco_unc", "refcoco+_unc", "refcocog_umd", "refcocog_google", "referit"]
+
+
+@pytest.fixture
+def load(config_loader):
+    return config_loader
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_settings(name, load):
+    config = load(name)
+    assert config.data.image_size == 320 and config.data.max_words == 20
+    assert config.model.backbone.depth == 101 and config.model.backbone.output_stride == 8
+    assert config.model.embedding_dim == 1000 and config.model.fusion_channels == 500
+    assert config.model.attention.form == "paper"
+    assert config.model.attention.implementation == "factorized"
+    train = config.train
+    assert (train.optimizer, train.learning_rate, train.end_learning_rate) == ("adam", 2.5e-4, 1e-5)
+    assert (train.decay_power, train.weight_decay, train.batch_size, train.steps) == (
+        0.9, 5e-4, 1, 800_000,
+    )
+    official = load(name, "official")
+    assert official.model.attention.form == "official"
+    assert tuple(official.model.attention.key_dims) == (512, 128, 64)
+    assert tuple(official.model.attention.reduce_dims) == (None, 256, 128)
+    assert official.model.res5_projection_dim == 1000
+
+
+def test_unknown_argument(load):
+    with pytest.raises(ValueError, match="official"):
+        load("refcoco_unc", "offical")
+
+
+def test_build_model_needs_vocab_size(load):
+    config = load("shapes")
+    with pytest.raises(ValueError, match="vocab_size"):
+        cmsa_tf.build_model(config.model)
+
+
+@pytest.mark.parametrize("arg", [None, "official"])
+def test_shapes_config_builds_and_runs(arg, load):
+    config = load("shapes", arg)
+    size = config.data.image_size
+    model = cmsa_tf.build_model(config.model, vocab_size=50, image_size=size, max_words=4)
+    assert model.count_params() > 0
+    assert model.attention_layers[0].form == config.model.attention.form
+
+
+@pytest.mark.parametrize(
+    "name,arg", [(name, None) for name in PAPER_CONFIGS] + [("refcoco_unc", "official")]
+)
+def test_paper_configs_build(name, arg, load):
+    config = load(name, arg)
+    config.model.backbone.weights = None
+    config.model.vocab_size = 12112
+    # Full paper model (ResNet-101, embedding 1000, fusion 500) on a small input.
+    model = cmsa_tf.build_model(config.model, image_size=32, max_words=3)
+    assert model.backbone.feature_channels == {"res3": 512, "res4": 1024, "res5": 2048}
+    assert model.vocab_size == 12112 and model.fusion_channels == 500
+    assert model.attention_layers[0].key_dim == config.model.attention.key_dims[0]
