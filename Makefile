@@ -31,6 +31,13 @@ demo: $(STAMP)
 	$(PY) -m cmsa_tf.train --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR)
 	$(PY) -m cmsa_tf.evaluate --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR) \
 	    --split=val,testA,testB --crf --num_overlays=6
+	$(PY) -m cmsa_tf.export --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR) \
+	    --export_dir=saved_models/shapes --overwrite
+	$(VENV)/bin/cmsa-predict --model saved_models/shapes \
+	    --image $(DEMO_DATA)/images/shapes_val_000000.jpg --expression "the big blue triangle" \
+	    --output $(DEMO_WORKDIR)/predict/big_blue_triangle.png
+	@echo "Overlays: $(DEMO_WORKDIR)/eval/overlays/  Metrics: $(DEMO_WORKDIR)/eval/summary.md"
+	@echo "SavedModel: saved_models/shapes/  TensorBoard: tensorboard --logdir $(DEMO_WORKDIR)"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

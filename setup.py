@@ -28,5 +28,6 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={"console_scripts": ["cmsa-predict = cmsa_tf.predict:run"]},
     license="Apache-2.0",
 )

@@ -1,0 +1,568 @@
+"""SavedModel export: the CLI, a fresh-process load against the Keras model, saved_model_cli, the
+documented REST / gRPC payloads, and bad inputs."""
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from cmsa_tf import export
+from cmsa_tf.data import pipeline
+from cmsa_tf.data import tokenizer as tokenizer_lib
+from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.utils import experiment
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STEP = 3
+ATOL = 1e-5
+
+
+def _conftest():
+    """tests/conftest.py as a module (its tiny-config helpers; fixtures there are per test)."""
+    spec = importlib.util.spec_from_file_location("cmsa_test_conftest", REPO / "tests" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def encode(array, fmt="PNG", **kwargs):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def scene(height, width, seed=0):
+    """A uint8 RGB picture with a few coloured rectangles on noise."""
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 60, (height, width, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([width // 8, height // 4, width // 2, 3 * height // 4], fill=(220, 30, 30))
+    draw.ellipse([width // 2, height // 8, 7 * width // 8, height // 2], fill=(30, 200, 40))
+    return np.asarray(image)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Overrides conftest's seeding: NumPy only. `keras.utils.set_random_seed` also clears
+    TensorFlow's kernel caches, so the first call of the loaded SavedModel in each test would
+    take seconds; nothing here draws TensorFlow random numbers (`trained` seeds the weights)."""
+    np.random.seed(1234)
+    yield
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shapes_tfrecords, tmp_path_factory):
+    """A workdir whose checkpoint looks like training's (model, optimizer, step) at step STEP."""
+    config = _conftest().tiny_shapes_config(tiny_shapes_tfrecords)
+    manifest = experiment.read_manifest(tiny_shapes_tfrecords)
+    keras.utils.set_random_seed(7)
+    model = build_model(config.model, vocab_size=manifest["vocab_size"],
+                        image_size=config.data.image_size, max_words=config.data.max_words)
+    # Non-trivial BatchNorm statistics, so inference mode matters.
+    for variable in model.non_trainable_variables:
+        if "moving_mean" in variable.path:
+            variable.assign(np.random.default_rng(1).normal(0, 0.1, variable.shape))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    workdir = tmp_path_factory.mktemp("workdir")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                     step=tf.Variable(STEP, dtype=tf.int64))
+    tf.train.CheckpointManager(checkpoint, experiment.checkpoint_dir(str(workdir)), 2).save(
+        checkpoint_number=STEP)
+    return {"config": config, "workdir": str(workdir), "manifest": manifest,
+            "tfrecords": tiny_shapes_tfrecords, "untracked": export.untracked_variables(model)}
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The export written by `python -m cmsa_tf.export` in a subprocess, and the Keras model."""
+    base = tmp_path_factory.mktemp("saved_models") / "tiny"
+    flags = _conftest().tiny_flags(trained["tfrecords"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmsa_tf.export", *flags, f"--workdir={trained['workdir']}",
+         f"--export_dir={base}"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Meanwhile, the same checkpoint in this process: the reference.
+    model, _, step = experiment.build_and_restore(trained["config"], workdir=trained["workdir"])
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert step == STEP
+    version_dir = str(base / str(STEP))
+    assert stdout.strip().splitlines()[-1] == version_dir
+    vocabulary = tokenizer_lib.Vocabulary.from_file(trained["manifest"]["vocab_file"])
+    return dict(trained, base=str(base), version_dir=version_dir, model=model,
+                vocabulary=vocabulary)
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported["version_dir"])
+
+
+def serve(loaded, images, expressions):
+    outputs = loaded.signatures[export.SERVING_SIGNATURE](
+        image_bytes=tf.constant(images, tf.string), expression=tf.constant(expressions, tf.string))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def reference(exported, images, expressions):
+    """The Keras model on the Python-side preprocessing: what serving_default must return."""
+    config = exported["config"]
+    size, max_words = config.data.image_size, config.data.max_words
+    pixels, info = pipeline.preprocess_encoded_images(tf.constant(images, tf.string), size)
+    words = np.stack([exported["vocabulary"].encode_padded(e, max_words)[0] for e in expressions])
+    outputs = exported["model"]({"image": pixels, "words": words}, return_attention=True)
+    probabilities = tf.sigmoid(outputs["logits"])
+    restored = pipeline.unpad_and_resize_batch(probabilities, info)[..., 0].numpy()
+    tokens = [tokenizer_lib.tokenize(e)[:max_words] for e in expressions]
+    return {
+        "image": pixels.numpy(),
+        "logits": outputs["logits"].numpy()[..., 0],
+        "probabilities": restored,
+        "height": info["orig_height"].numpy(),
+        "width": info["orig_width"].numpy(),
+        "word_attention": outputs["word_attention"].numpy(),
+        "words": words,
+        "tokens": np.array([[t.encode() for t in row] + [b""] * (max_words - len(row))
+                            for row in tokens], dtype=object),
+    }
+
+
+def assert_matches_reference(got, want):
+    np.testing.assert_array_equal(got["height"], want["height"])
+    np.testing.assert_array_equal(got["width"], want["width"])
+    np.testing.assert_array_equal(got["words"], want["words"])
+    assert got["tokens"].tolist() == want["tokens"].tolist()
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=ATOL)
+    np.testing.assert_allclose(got["word_attention"], want["word_attention"], atol=ATOL)
+    # The mask is the probability map thresholded at 0.5 (away from the threshold itself).
+    clear = np.abs(want["probabilities"] - pipeline.MASK_THRESHOLD) > ATOL
+    np.testing.assert_array_equal(got["mask"][clear],
+                                  (want["probabilities"] >= pipeline.MASK_THRESHOLD)[clear])
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint coverage, layout and the CLI
+
+
+def test_every_model_variable_reaches_the_checkpoint(trained):
+    # Otherwise training never saves those weights and the export would ship random values.
+    assert trained["untracked"] == []
+
+
+def test_untracked_variables_finds_layers_kept_only_in_lists():
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(name="holder")
+            self.listed = [keras.layers.Dense(2, name="listed")]
+            self.attribute = keras.layers.Dense(2, name="attribute")
+
+        def call(self, x):
+            return self.attribute(self.listed[0](x))
+
+    class Wrapper(keras.Model):
+        def __init__(self):
+            super().__init__(name="wrapper")
+            self.holder = Holder()
+
+        def call(self, x):
+            return self.holder(x)
+
+    model = Wrapper()
+    model(np.zeros((1, 3), np.float32))
+    assert export.untracked_variables(model) == ["wrapper/holder/listed/kernel",
+                                                "wrapper/holder/listed/bias"]
+
+
+
+def test_export_writes_a_self_contained_version_directory(exported, loaded):
+    base, version_dir = pathlib.Path(exported["base"]), pathlib.Path(exported["version_dir"])
+    assert sorted(os.listdir(base)) == [str(STEP)]  # no temporary directory left behind
+    assert export.list_versions(base) == [STEP]
+    assert (version_dir / "saved_model.pb").is_file()
+    vocab_file = exported["manifest"]["vocab_file"]
+    assert (version_dir / "assets" / os.path.basename(vocab_file)).read_bytes() == \
+        pathlib.Path(vocab_file).read_bytes()
+    metadata = json.loads((version_dir / "assets.extra" / export.METADATA_FILE).read_text())
+    config = exported["config"]
+    assert metadata["step"] == STEP
+    assert metadata["checkpoint"].endswith(f"ckpt-{STEP}")
+    assert metadata["image_size"] == config.data.image_size
+    assert metadata["max_words"] == config.data.max_words
+    assert metadata["level_names"] == list(config.model.levels)
+    assert metadata["config"]["model"]["embedding_dim"] == config.model.embedding_dim
+    # The same constants travel as variables of the SavedModel itself.
+    assert int(loaded.step.numpy()) == STEP
+    assert int(loaded.image_size.numpy()) == config.data.image_size
+    assert int(loaded.max_words.numpy()) == config.data.max_words
+    assert [n.decode() for n in loaded.level_names.numpy()] == list(config.model.levels)
+    assert int(loaded.vocabulary_size.numpy()) == len(exported["vocabulary"])
+    assert set(loaded.signatures) == {export.SERVING_SIGNATURE, export.PREPROCESSED_SIGNATURE}
+
+
+def test_existing_version_is_not_replaced(exported, tmp_path):
+    before = sorted(os.listdir(exported["version_dir"]))
+    with pytest.raises(FileExistsError, match=rf"{STEP}' already exists .*--overwrite"):
+        export.export_model(exported["config"], exported["workdir"], exported["base"])
+    assert sorted(os.listdir(exported["version_dir"])) == before
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        export.export_model(exported["config"], str(tmp_path / "empty"), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="version must be a non-negative int"):
+        export.export_model(exported["config"], exported["workdir"], str(tmp_path), version=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Equality with the Keras model, in a fresh process
+
+
+FRESH_PROCESS_SCRIPT = textwrap.dedent("""
+    import base64, json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    directory, inputs, output = sys.argv[1:]
+    data = json.load(open(inputs))
+    loaded = tf.saved_model.load(directory)
+    served = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([base64.b64decode(b) for b in data["images"]]),
+        expression=tf.constant(data["expressions"]))
+    preprocessed = loaded.signatures["predict_preprocessed"](
+        image=tf.constant(np.load(data["image"])), words=tf.constant(np.load(data["words"])))
+    arrays = {"serve_" + k: v.numpy() for k, v in served.items()}
+    arrays.update({"pp_" + k: v.numpy() for k, v in preprocessed.items()})
+    arrays["serve_tokens"] = arrays["serve_tokens"].astype("S")
+    np.savez(output, **arrays)
+    print("cmsa_tf imported:", any(m.startswith("cmsa_tf") for m in sys.modules))
+""")
+
+FRESH_IMAGES = [
+    encode(scene(40, 30, 0)),
+    encode(scene(20, 50, 1), "JPEG", quality=90),
+    encode(scene(33, 33, 2), "BMP"),
+]
+FRESH_EXPRESSIONS = ["The red square, on the left.", "zebra right of the green circle", "blue"]
+CLI_IMAGE = encode(scene(24, 36, 3))
+CLI_EXPRESSION = "the red square"
+
+
+def _documented_input_exprs_script():
+    """The Python snippet of docs/serving.md that writes --input_exprs for saved_model_cli."""
+    text = (REPO / "docs" / "serving.md").read_text()
+    match = re.search(r"python - photo\.jpg .*? <<'EOF'\n(.*?)\nEOF\n", text, flags=re.DOTALL)
+    assert match, "docs/serving.md lost its saved_model_cli snippet"
+    return match.group(1)
+
+
+class Background:
+    """Subprocesses started together (each imports TensorFlow: seconds apiece); results on demand."""
+
+    def __init__(self):
+        self._processes, self._results = {}, {}
+
+    def start(self, name, args, cwd):
+        self._processes[name] = subprocess.Popen(
+            args, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result(self, name):
+        if name not in self._results:
+            process = self._processes[name]
+            stdout, stderr = process.communicate(timeout=300)
+            self._results[name] = (process.returncode, stdout, stderr)
+        return self._results[name]
+
+    def close(self):
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+@pytest.fixture(scope="module")
+def background(exported, tmp_path_factory):
+    """A fresh process loading the export, and saved_model_cli show / run, all at once."""
+    directory = tmp_path_factory.mktemp("background")
+    want = reference(exported, FRESH_IMAGES, FRESH_EXPRESSIONS)
+    np.save(directory / "image.npy", want["image"])
+    np.save(directory / "words.npy", want["words"])
+    (directory / "inputs.json").write_text(json.dumps({
+        "images": [base64.b64encode(b).decode() for b in FRESH_IMAGES],
+        "expressions": FRESH_EXPRESSIONS,
+        "image": str(directory / "image.npy"),
+        "words": str(directory / "words.npy"),
+    }))
+    (directory / "script.py").write_text(FRESH_PROCESS_SCRIPT)
+    (directory / "photo.png").write_bytes(CLI_IMAGE)
+    (directory / "exprs.py").write_text(_documented_input_exprs_script())
+    input_exprs = subprocess.run(
+        [sys.executable, "exprs.py", "photo.png", CLI_EXPRESSION], cwd=directory,
+        capture_output=True, text=True, check=True).stdout.strip()
+
+    cli = str(pathlib.Path(sys.executable).parent / "saved_model_cli")
+    runs = Background()
+    runs.start("fresh", [sys.executable, "script.py", exported["version_dir"], "inputs.json",
+                         "out.npz"], directory)
+    runs.start("show", [cli, "show", "--all", "--dir", exported["version_dir"]], directory)
+    runs.start("run", [cli, "run", "--dir", exported["version_dir"], "--tag_set", "serve",
+                       "--signature_def", "serving_default", "--input_exprs", input_exprs,
+                       "--outdir", str(directory / "cli_out")], directory)
+    yield {"runs": runs, "directory": directory, "want": want, "input_exprs": input_exprs}
+    runs.close()
+
+
+def test_fresh_process_load_equals_keras_model(background):
+    returncode, stdout, stderr = background["runs"].result("fresh")
+    assert returncode == 0, stderr[-3000:]
+    assert "cmsa_tf imported: False" in stdout  # the SavedModel alone is enough
+    got = np.load(background["directory"] / "out.npz")
+    want = background["want"]
+
+    np.testing.assert_allclose(got["pp_logits"], want["logits"], atol=ATOL)
+    np.testing.assert_allclose(got["pp_probabilities"], 1 / (1 + np.exp(-want["logits"])),
+                               atol=ATOL)
+    np.testing.assert_allclose(got["pp_word_attention"], want["word_attention"], atol=ATOL)
+
+    served = {key[len("serve_"):]: got[key] for key in got.files if key.startswith("serve_")}
+    assert set(served) == set(export.SERVING_OUTPUTS)
+    served["tokens"] = served["tokens"].astype(object)
+    assert served["probabilities"].shape == (3, 40, 50)
+    assert served["mask"].dtype == np.uint8 and served["probabilities"].dtype == np.float32
+    assert_matches_reference(served, want)
+    # Padding beyond each image's own size is zero.
+    assert not served["probabilities"][1, 20:].any() and not served["mask"][0, :, 30:].any()
+    # The model really looked at the words: attention sums to 1 over each level's real words.
+    np.testing.assert_allclose(served["word_attention"].sum(-1), 1.0, atol=1e-4)
+    padding = np.broadcast_to((want["words"] == 0)[:, None], served["word_attention"].shape)
+    assert not served["word_attention"][padding].any()
+
+
+def test_saved_model_cli_show(background):
+    returncode, text, stderr = background["runs"].result("show")
+    assert returncode == 0, stderr[-3000:]
+    assert "signature_def['serving_default']" in text
+    assert "signature_def['predict_preprocessed']" in text
+    serving = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+    for name in ("image_bytes", "expression"):
+        assert re.search(
+            rf"inputs\['{name}'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving), name
+    for name, dtype in (("probabilities", "DT_FLOAT"), ("mask", "DT_UINT8"), ("height", "DT_INT32"),
+                        ("width", "DT_INT32"), ("word_attention", "DT_FLOAT"),
+                        ("words", "DT_INT32"), ("tokens", "DT_STRING")):
+        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", serving), name
+
+
+def test_saved_model_cli_run_with_the_documented_input_exprs(background, loaded):
+    # The documented snippet escapes every byte: no ';' for saved_model_cli to split on.
+    assert ";" not in background["input_exprs"].split("];expression=")[0]
+    returncode, _, stderr = background["runs"].result("run")
+    assert returncode == 0, stderr[-3000:]
+    want = serve(loaded, [CLI_IMAGE], [CLI_EXPRESSION])
+    outdir = background["directory"] / "cli_out"
+    for name in ("probabilities", "mask", "height", "width", "word_attention", "words"):
+        got = np.load(outdir / f"{name}.npy")
+        np.testing.assert_allclose(got, want[name], atol=1e-6, err_msg=name)
+    assert np.load(outdir / "mask.npy").shape == (1, 24, 36)
+
+
+# ----------------------------------------------------------------------------------------------
+# The documented REST and gRPC payloads
+
+
+def _decode_b64(value):
+    """What TF Serving's REST API does with {"b64": ...} objects."""
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode_b64(v) for v in value]
+    return value
+
+
+def _doc_json_blocks(marker):
+    text = (REPO / "docs" / "serving.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
+    return [json.loads(block) for block in blocks if marker in block], text
+
+
+def test_documented_rest_request_runs_through_the_signature(exported, loaded):
+    requests, text = _doc_json_blocks('"instances"')
+    assert requests, "docs/serving.md has no JSON request with instances"
+    for body in requests:
+        assert body.get("signature_name", export.SERVING_SIGNATURE) in loaded.signatures
+        instances = body["instances"]
+        names = {key for instance in instances for key in instance}
+        assert names == {"image_bytes", "expression"}
+        batch = {name: [_decode_b64(instance[name]) for instance in instances] for name in names}
+        got = serve(loaded, batch["image_bytes"], batch["expression"])
+        direct = reference(exported, batch["image_bytes"], batch["expression"])
+        assert_matches_reference(got, direct)
+    # Every output is described in the response section.
+    response = text.split("## Response", 1)[1]
+    for name in export.SERVING_OUTPUTS:
+        assert f"`{name}`" in response, name
+
+
+def test_grpc_tensor_protos_round_trip(exported, loaded):
+    """The PredictRequest tensors of the documented gRPC client (make_tensor_proto) are accepted."""
+    image = encode(scene(30, 20, 4), "JPEG")
+    request = {
+        "image_bytes": tf.make_tensor_proto([image], dtype=tf.string),
+        "expression": tf.make_tensor_proto(["green circle"], dtype=tf.string),
+    }
+    outputs = loaded.signatures[export.SERVING_SIGNATURE](
+        **{name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.items()})
+    response = {name: tf.make_tensor_proto(value) for name, value in outputs.items()}
+    mask = tf.make_ndarray(response["mask"])
+    assert mask.shape == (1, 30, 20) and mask.dtype == np.uint8
+    assert_matches_reference(
+        {name: tf.make_ndarray(proto) for name, proto in response.items()},
+        reference(exported, [image], ["green circle"]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad and odd inputs
+
+
+def _truncated_png_bomb(height, width):
+    """A PNG signature and an IHDR claiming height x width, plus an IEND: no pixel data at all."""
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + ihdr + b"\x00" * 4
+            + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+GOOD = encode(scene(16, 16, 5))
+
+
+@pytest.mark.parametrize(
+    "images, expressions, message",
+    [
+        ([GOOD, b"this is not an image"], ["a", "b"],
+         r"image_bytes\[1\] is not a JPEG, PNG, GIF or BMP file \(20 bytes"),
+        ([GOOD, b""], ["a", "b"], r"image_bytes\[1\] is empty \(0 bytes\)"),
+        ([encode(scene(30, 30), "JPEG")[:300]], ["a"],
+         r"image_bytes\[0\] is a truncated JPEG \(no end-of-image marker\)"),
+        ([encode(scene(30, 30))[:200]], ["a"], r"image_bytes\[0\] is a truncated PNG"),
+        ([GOOD, _truncated_png_bomb(9000, 9000)], ["a", "b"],
+         r"image_bytes\[1\] is 9000x9000 = 81000000 pixels, more than the 67108864 pixels"),
+        ([GOOD], [b"caf\xe9 on the left"], r"expression\[0\] is not valid UTF-8 text"),
+        ([GOOD, GOOD], ["only one"], r"image_bytes has 2 images but expression has 1"),
+        ([], [], r"image_bytes is an empty batch"),
+    ],
+    ids=["not_an_image", "empty_bytes", "truncated_jpeg", "truncated_png", "pixel_bomb",
+         "invalid_utf8", "batch_mismatch", "empty_batch"],
+)
+def test_bad_inputs_fail_with_a_message_naming_the_problem(loaded, images, expressions, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(loaded, images, expressions)
+    # The model keeps serving after a refused request.
+    assert serve(loaded, [GOOD], ["red"])["mask"].shape == (1, 16, 16)
+
+
+def test_odd_images_have_defined_results(exported, loaded):
+    rgb = scene(12, 18, 6)
+    gray = rgb[..., 0]
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+    sixteen = gray.astype(np.uint16) * 257  # exact 8-bit values after TF's conversion
+    images = {
+        "one_pixel": encode(rgb[:1, :1]),
+        "gray": encode(gray),
+        "gray_as_rgb": encode(np.repeat(gray[..., None], 3, axis=-1)),
+        "rgba": encode(rgba),
+        "rgb": encode(rgb),
+        "png16": encode(sixteen),
+        "gif": encode(rgb, "GIF"),
+        "bmp": encode(rgb, "BMP"),
+    }
+    assert Image.open(io.BytesIO(images["png16"])).mode.startswith("I;16")
+    names = list(images)
+    expressions = ["red square"] * len(names)
+    got = serve(loaded, list(images.values()), expressions)
+    assert_matches_reference(got, reference(exported, list(images.values()), expressions))
+    index = {name: i for i, name in enumerate(names)}
+    assert (got["height"][index["one_pixel"]], got["width"][index["one_pixel"]]) == (1, 1)
+    for a, b in (("gray", "gray_as_rgb"), ("rgba", "rgb"), ("png16", "gray_as_rgb")):
+        np.testing.assert_array_equal(got["probabilities"][index[a]],
+                                      got["probabilities"][index[b]], err_msg=f"{a} vs {b}")
+
+
+def test_odd_expressions_have_defined_results(exported, loaded):
+    max_words = exported["config"].data.max_words
+    vocabulary = exported["vocabulary"]
+    long_expression = " ".join(["red", "blue", "square", "left"] * 125)  # 500 words
+    expressions = ["", "   .  ", "zzzz qqqq", "?!", long_expression, "le garçon à gauche, 男人 red"]
+    images = [encode(scene(16, 16, 7))] * len(expressions)
+    got = serve(loaded, images, expressions)
+    assert_matches_reference(got, reference(exported, images, expressions))
+    assert np.isfinite(got["probabilities"]).all()
+    # No token at all: zero real words, zero attention (defined by CrossModalSelfAttention).
+    for row in (0, 1):
+        assert not got["words"][row].any() and not got["word_attention"][row].any()
+        assert got["tokens"][row].tolist() == [b""] * max_words
+    # Unknown words and punctuation are <unk> words, seen by the model.
+    assert got["words"][2].tolist()[:2] == [vocabulary.unk_id] * 2
+    assert got["tokens"][3][0] == b"?!" and got["words"][3][0] == vocabulary.token_to_id("?!")
+    # 500 words are cut to the first T.
+    assert (got["words"][4] != 0).all()
+    assert [t.decode() for t in got["tokens"][4]] == long_expression.split()[:max_words]
+    # Non-ASCII text keeps its characters in the tokens.
+    assert "gar" in [t.decode() for t in got["tokens"][5]]
+    assert "ç" in b"".join(got["tokens"][5]).decode()
+    # Without words the prediction does not depend on the image (documented).
+    other = serve(loaded, [images[0], encode(scene(16, 16, 8))], ["", ""])
+    np.testing.assert_array_equal(other["probabilities"][0], other["probabilities"][1])
+
+
+def test_8000x8000_image_is_served_at_full_size(loaded):
+    picture = Image.new("RGB", (8000, 8000), (20, 40, 60))
+    ImageDraw.Draw(picture).rectangle([1000, 2000, 5000, 7000], fill=(220, 20, 20))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    del picture
+    got = serve(loaded, [buffer.getvalue()], ["the red square"])
+    assert got["probabilities"].shape == (1, 8000, 8000) and got["mask"].shape == (1, 8000, 8000)
+    assert (got["height"][0], got["width"][0]) == (8000, 8000)
+    assert np.isfinite(got["probabilities"]).all()
+    assert set(np.unique(got["mask"])) <= {0, 1}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
+def test_pixel_limit_reads_each_format_header(fmt):
+    data = encode(scene(40, 30, 9), fmt)
+    image = export.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=40 * 30)
+    assert image.shape == (40, 30, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"is 40x30 = 1200 pixels, more than"):
+        export.checked_decode_image(tf.constant(2), tf.constant(data), max_pixels=40 * 30 - 1)
+    # No limit.
+    assert export.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=0).shape == \
+        (40, 30, 3)
+
+
+def test_predict_preprocessed_refuses_unknown_word_ids(exported, loaded):
+    size, max_words = exported["config"].data.image_size, exported["config"].data.max_words
+    image = np.zeros((1, size, size, 3), np.float32)
+    words = np.zeros((1, max_words), np.int32)
+    words[0, 0] = len(exported["vocabulary"])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"words holds ids outside \[0, {len(exported['vocabulary'])}\)"):
+        loaded.signatures[export.PREPROCESSED_SIGNATURE](image=image, words=words)
+    words[0, 0] = -1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="words holds ids outside"):
+        loaded.signatures[export.PREPROCESSED_SIGNATURE](image=image, words=words)
