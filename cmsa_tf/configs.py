@@ -82,7 +82,8 @@ def train_config():
             bias_lr_multiplier=2.0,
             # "sum" over pixels, mean over the batch (the authors), or "mean" over everything.
             loss_reduction="sum",
-            mixed_precision=False,
+            # "" (float32), "bfloat16" or "float16" (with loss scaling): for GPUs.
+            mixed_precision="",
             checkpoint_every=5000,
             keep_checkpoints=3,
             log_every=100,

@@ -284,3 +284,23 @@ def test_multi_worker_two_local_processes_agree(tmp_path, tiny_shapes_tfrecords)
     # Only the chief keeps checkpoints; the other worker's copy is removed.
     assert _checkpoint_steps(str(tmp_path / "run")) == [2, 3]
     assert not os.path.exists(tmp_path / "run" / "worker_tmp" / "1")
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_trains(tmp_path, tiny_shapes_tfrecords, tiny_config, precision):
+    import keras
+
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.train.steps = 2
+    config.train.mixed_precision = precision
+    try:
+        trainer = train.Trainer(config, str(tmp_path / "run"), train.create_strategy("mirrored"))
+        assert trainer.model.compute_dtype == precision
+        assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        result = train.train_loop(trainer, progress=False)
+        assert result["step"] == 2 and np.isfinite(result["loss"])
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        assert sum(int(not np.array_equal(a, b)) for a, b in zip(before, after)) > len(before) // 2
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -26,6 +26,10 @@ def spatial_coordinates(height, width, dtype="float32"):
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, int) and value <= 0:
             raise ValueError(f"`{name}` must be positive, got {value}.")
+    result_dtype = dtype
+    # Computed in at least float32 (tf.range has no float16 kernel), cast at the end.
+    if dtype.size < 4:
+        dtype = tf.float32
     h_size = tf.cast(height, dtype)
     w_size = tf.cast(width, dtype)
     rows = tf.range(tf.cast(height, tf.int32), dtype=dtype)  # [H]
@@ -42,7 +46,7 @@ def spatial_coordinates(height, width, dtype="float32"):
     def by_col(values):  # [W] -> [H, W]
         return values[None, :] * ones
 
-    return tf.stack(
+    coordinates = tf.stack(
         [
             by_col(xmin),
             by_row(ymin),
@@ -55,6 +59,7 @@ def spatial_coordinates(height, width, dtype="float32"):
         ],
         axis=-1,
     )  # [H, W, 8]
+    return tf.cast(coordinates, result_dtype)
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
