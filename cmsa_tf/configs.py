@@ -117,5 +117,15 @@ def paper_config(dataset, split_by, *, eval_splits, tfrecord_dir, arg=None):
     )
     config.model = model_config(form)
     config.train = train_config()
-    config.eval = ml_collections.ConfigDict(dict(batch_size=1, crf=True, threshold=0.5))
+    config.eval = ml_collections.ConfigDict(
+        dict(
+            batch_size=1,
+            crf=True,
+            threshold=0.5,
+            # Evaluation during training (config.train.eval_every): TensorBoard images shown and
+            # validation expressions scored.
+            num_images=4,
+            max_examples_during_training=500,
+        )
+    )
     return config

@@ -197,7 +197,7 @@ class TrainingEvaluator:
 
     def run(self, step):
         eval_config = self.config.eval
-        num_images = eval_config.get("num_images", 4)
+        num_images = eval_config.num_images
         metrics = metrics_lib.ReferringSegmentationMetrics()
         images = []
         for index, item in enumerate(
@@ -205,7 +205,7 @@ class TrainingEvaluator:
                 self.model,
                 self.files,
                 self.config,
-                eval_config.get("max_examples_during_training", 500),
+                eval_config.max_examples_during_training,
                 progress=False,
             )
         ):

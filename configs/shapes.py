@@ -7,7 +7,8 @@ Usage (what `make demo` runs):
   python -m cmsa_tf.train --config=configs/shapes.py --workdir=workdir/shapes
 
 Same architecture as the paper (multi-level CMSA + gated fusion), scaled down: ResNet-18 at a
-quarter width, 96 px input, 64-D word embeddings. `:official` selects the authors' attention form.
+quarter width, 128 px input, 64-D word embeddings, trained from scratch (no pretrained weights can
+be downloaded here) in about 10 minutes on 2 CPU cores. `:official` selects the authors' attention form.
 """
 
 from cmsa_tf import configs
@@ -24,7 +25,9 @@ def get_config(arg=None):
     )
     config.data.refer_root = "data/shapes_ref"
     config.data.image_root = "data/shapes_ref/images"
-    config.data.image_size = 96
+    # 128 px: at output stride 8 a 96 px input caps overall IoU near 0.75 even for a perfect
+    # 12x12 score map (small objects are 1-2 cells); 128 px raises that ceiling to about 0.83.
+    config.data.image_size = 128
     config.data.max_words = 10
 
     model = config.model
@@ -42,13 +45,16 @@ def get_config(arg=None):
 
     train = config.train
     train.batch_size = 16
-    train.steps = 2000
-    train.learning_rate = 1e-3
+    train.steps = 1600
+    train.learning_rate = 2e-3
     train.end_learning_rate = 1e-5
     train.weight_decay = 1e-5
     train.loss_reduction = "mean"
-    train.checkpoint_every = 500
+    train.checkpoint_every = 400
     train.log_every = 50
+    train.eval_every = 800
 
     config.eval.batch_size = 32
+    config.eval.num_images = 4
+    config.eval.max_examples_during_training = 300
     return config
