@@ -64,7 +64,15 @@ def model_config(form="paper"):
         model.res5_projection_dim = ml_collections.config_dict.placeholder(int)
         model.res5_projection_dim = OFFICIAL_RES5_PROJECTION
     model.attention.query_chunk_size = 256
+    # Table 2: "cmsa" (the paper), or the ablations "none", "word", "pixel", "word_pixel_pair"
+    # (paper form only; docs/ablations.md).
+    model.attention.variant = "cmsa"
+    # Table 3 (top): "words" (CMSA-W, the paper) or "sentence" (CMSA-S, an LSTM sentence vector).
+    model.word_representation = "words"
     model.fusion_channels = 500
+    # Table 3 (bottom): "gated" (Eq. 5, the paper), "single" (res5 only), "ppm", "deconv",
+    # "convlstm" or "self_gated".
+    model.fusion = "gated"
     return model
 
 

@@ -1,13 +1,30 @@
 """Eq. 6: the whole CMSA network, backbone to segmentation logits, and `build_model(config.model)`."""
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
+from cmsa_tf.layers.ablated_cross_modal_attention import AblatedCrossModalAttention
+from cmsa_tf.layers.conv_lstm_fusion import ConvLSTMFusion
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
+from cmsa_tf.layers.deconv_fusion import DeconvFusion
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
+from cmsa_tf.layers.pyramid_pooling_fusion import PyramidPoolingFusion
+from cmsa_tf.layers.self_gated_fusion import SelfGatedFusion
 from cmsa_tf.models.atrous_resnet import AtrousResNet
 
 LEVEL_NAMES = ("res5", "res4", "res3")
+# The ablations of Tables 2 and 3 (docs/ablations.md); each tuple starts with the paper's choice.
+ATTENTION_VARIANTS = ("cmsa", "none", "word", "pixel", "word_pixel_pair")
+WORD_REPRESENTATIONS = ("words", "sentence")
+FUSIONS = ("gated", "single", "ppm", "deconv", "convlstm", "self_gated")
+# Multi-level fusion layers other than the paper's, by `fusion` name.
+_FUSION_LAYERS = {
+    "ppm": PyramidPoolingFusion,
+    "deconv": DeconvFusion,
+    "convlstm": ConvLSTMFusion,
+    "self_gated": SelfGatedFusion,
+}
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -40,6 +57,20 @@ class CMSASegmenter(keras.Model):
         res5_projection_dim: optional 1x1 conv of res5 before Eq. 1 (the official code's 2048 -> 1000).
         fusion_channels: channels of every level entering the fusion (500 in the paper).
         query_chunk_size: query positions per chunk in the official form's bounded kernel.
+        attention_variant: Table 2. `"cmsa"` (the full cross-modal self-attention), or an
+            ablation of it (`AblatedCrossModalAttention`, paper form only): `"none"`, `"word"`,
+            `"pixel"` or `"word_pixel_pair"`.
+        word_representation: Table 3 (top). `"words"` (CMSA-W: every word is a word of Eq. 1) or
+            `"sentence"` (CMSA-S: a masked LSTM of `embedding_dim` units encodes the
+            sentence into its last hidden state, used as the only word, T = 1;
+            `word_attention` then spreads each level's attention equally over the real
+            words).
+        fusion: Table 3 (bottom). `"gated"` (Eq. 5), `"single"` (only the first level, res5 by
+            default: `levels` is cut to `levels[:1]`, no fusion), or a baseline over three
+            levels: `"ppm"` (`PyramidPoolingFusion`), `"deconv"` (`DeconvFusion`, fuses at
+            twice the resolution), `"convlstm"` (`ConvLSTMFusion`), `"self_gated"`
+            (`SelfGatedFusion`). One level always skips the fusion (with `"gated"` or
+            `"single"`).
 
     Example:
     >>> model = CMSASegmenter(vocab_size=100, embedding_dim=16, backbone_depth=18,
@@ -71,9 +102,25 @@ class CMSASegmenter(keras.Model):
         res5_projection_dim=None,
         fusion_channels=500,
         query_chunk_size=256,
+        attention_variant="cmsa",
+        word_representation="words",
+        fusion="gated",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        for name, value, allowed in (
+            ("attention_variant", attention_variant, ATTENTION_VARIANTS),
+            ("word_representation", word_representation, WORD_REPRESENTATIONS),
+            ("fusion", fusion, FUSIONS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+        if attention_variant != "cmsa" and attention_form != "paper":
+            raise ValueError(
+                f"attention_variant={attention_variant!r} is an ablation of the paper form; it "
+                f"does not exist for attention_form={attention_form!r}. Use "
+                "attention_form='paper' (or attention_variant='cmsa')."
+            )
         levels = tuple(levels)
         unknown = [name for name in levels if name not in LEVEL_NAMES]
         if unknown or not levels or len(set(levels)) != len(levels):
@@ -92,6 +139,13 @@ class CMSASegmenter(keras.Model):
                 raise ValueError(
                     f"{name} needs one entry per level {levels!r}, got {value!r}."
                 )
+        if len(levels) == 1 and fusion not in ("gated", "single"):
+            raise ValueError(
+                f"fusion={fusion!r} fuses three levels; got the single level {levels!r}. Use "
+                "fusion='single' for one level."
+            )
+        if fusion == "single":
+            levels, key_dims, reduce_dims = levels[:1], key_dims[:1], reduce_dims[:1]
         if vocab_size is None or int(vocab_size) < 2:
             raise ValueError(
                 f"vocab_size must be an integer >= 2 (id 0 is padding), got {vocab_size!r}."
@@ -113,6 +167,10 @@ class CMSASegmenter(keras.Model):
         self.res5_projection_dim = res5_projection_dim
         self.fusion_channels = fusion_channels
         self.query_chunk_size = query_chunk_size
+        self.attention_variant = attention_variant
+        self.word_representation = word_representation
+        # `self.fusion` is the fusion layer (its checkpoint name predates the option).
+        self.fusion_method = fusion
 
         self.backbone = AtrousResNet(
             depth=backbone_depth,
@@ -132,6 +190,15 @@ class CMSASegmenter(keras.Model):
             embeddings_initializer=keras.initializers.RandomUniform(-0.08, 0.08),
             name="word_embedding",
         )
+        # CMSA-S: the sentence as one vector (the last hidden state over the real words).
+        self.sentence_encoder = None
+        if word_representation == "sentence":
+            self.sentence_encoder = layers.LSTM(embedding_dim, name="sentence_encoder")
+            # The cell's (unused) dropout RNG state sits in a list that tf.train.Checkpoint does
+            # not see; a named attribute puts it in training checkpoints with the other variables.
+            seed_generator = getattr(self.sentence_encoder.cell, "seed_generator", None)
+            if seed_generator is not None:
+                self.sentence_encoder_seed_state = seed_generator.state
         self.res5_projection = None
         if res5_projection_dim and "res5" in levels:
             self.res5_projection = layers.Conv2D(
@@ -139,19 +206,22 @@ class CMSASegmenter(keras.Model):
             )
         # Per-level layers live in named attributes (res5_cmsa, ...), not lists: tf.train.Checkpoint
         # only tracks layers held in attributes, and training checkpoints go through it.
+        # `<level>_cmsa` is the level's attention module, whatever `attention_variant` is.
         for name, key_dim, reduce_dim in zip(levels, key_dims, reduce_dims):
-            setattr(
-                self,
-                f"{name}_cmsa",
-                CrossModalSelfAttention(
+            if attention_variant == "cmsa":
+                attention = CrossModalSelfAttention(
                     form=attention_form,
                     implementation=attention_implementation,
                     key_dim=key_dim,
                     reduce_dim=reduce_dim,
                     query_chunk_size=query_chunk_size,
                     name=f"{name}_cmsa",
-                ),
-            )
+                )
+            else:
+                attention = AblatedCrossModalAttention(
+                    variant=attention_variant, key_dim=key_dim, name=f"{name}_cmsa"
+                )
+            setattr(self, f"{name}_cmsa", attention)
             setattr(
                 self,
                 f"{name}_fusion_projection",
@@ -159,11 +229,11 @@ class CMSASegmenter(keras.Model):
                     fusion_channels, 1, activation="relu", name=f"{name}_fusion_projection"
                 ),
             )
-        self.fusion = (
-            GatedMultiLevelFusion(channels=fusion_channels, name="gated_fusion")
-            if len(levels) == 3
-            else None
-        )
+        self.fusion = None
+        if len(levels) == 3 and fusion == "gated":
+            self.fusion = GatedMultiLevelFusion(channels=fusion_channels, name="gated_fusion")
+        elif len(levels) == 3:
+            self.fusion = _FUSION_LAYERS[fusion](channels=fusion_channels, name=f"{fusion}_fusion")
         self.score = layers.Conv2D(1, 3, padding="same", name="score")
 
     def call(self, inputs, training=None, return_attention=False):
@@ -191,6 +261,13 @@ class CMSASegmenter(keras.Model):
         words = ops.cast(inputs["words"], "int32")
         word_mask = ops.cast(ops.not_equal(words, 0), self.compute_dtype)  # [B, T]
         embeddings = self.word_embedding(words)  # [B, T, Cl]
+        level_words, level_mask = embeddings, word_mask
+        if self.sentence_encoder is not None:
+            sentence = self.sentence_encoder(embeddings, mask=ops.not_equal(words, 0))  # [B, Cl]
+            level_words = sentence[:, None, :]  # [B, 1, Cl]: the sentence is the only word
+            level_mask = ops.max(word_mask, axis=1, keepdims=True)  # [B, 1]: 0 if no word
+            # Each real word's share of the sentence's attention: 1/N.
+            word_share = word_mask / ops.maximum(ops.sum(word_mask, axis=1, keepdims=True), 1.0)
         features = self.backbone(images, training=training)
 
         level_maps = []
@@ -202,24 +279,31 @@ class CMSASegmenter(keras.Model):
             if name == "res5" and self.res5_projection is not None:
                 visual = self.res5_projection(visual)
             attended, scores = attention(
-                visual, embeddings, word_mask, return_attention=True
+                visual, level_words, level_mask, return_attention=True
             )  # [B, h, w, C_level]
-            word_attention.append(scores["word_attention"])  # [B, T]
+            if self.sentence_encoder is not None:
+                word_attention.append(scores["word_attention"] * word_share)  # [B, 1] -> [B, T]
+            else:
+                word_attention.append(scores["word_attention"])  # [B, T]
             level_maps.append(projection(attended))  # [B, h, w, fusion_channels]
 
         # Levels differ in size only at output stride 16 / 32: bring them to the finest one.
-        target = max(level_maps, key=lambda x: x.shape[1] or 0)
-        target_size = ops.shape(target)[1:3]
+        # Decided from the backbone's static strides, so unknown image sizes work in a graph.
+        strides = self.backbone.feature_strides
+        finest = min(strides[name] for name in self.levels)
+        target_size = None
+        for name, x in zip(self.levels, level_maps):
+            if strides[name] == finest:
+                target_size = tf.shape(x)[1:3]
+                break
         level_maps = [
-            x
-            if x is target
-            else ops.image.resize(x, target_size, interpolation="bilinear")
-            for x in level_maps
+            x if strides[name] == finest else tf.image.resize(x, target_size, method="bilinear")
+            for name, x in zip(self.levels, level_maps)
         ]
         fused = self.fusion(level_maps) if self.fusion is not None else level_maps[0]
         logits = self.score(fused)  # [B, h, w, 1]
-        logits = ops.image.resize(
-            logits, ops.shape(images)[1:3], interpolation="bilinear"
+        logits = tf.image.resize(
+            logits, tf.shape(images)[1:3], method="bilinear"
         )  # [B, H, W, 1]
         logits = ops.cast(logits, "float32")
         if not return_attention:
@@ -242,8 +326,8 @@ class CMSASegmenter(keras.Model):
 
     @property
     def gammas(self):
-        """The fusion's learnable ratios gamma_i (empty with a single level)."""
-        return list(self.fusion.gammas) if self.fusion is not None else []
+        """The gated fusion's learnable ratios gamma_i (empty without the gated fusion)."""
+        return list(getattr(self.fusion, "gammas", []))
 
     def get_config(self):
         config = super().get_config()
@@ -268,6 +352,9 @@ class CMSASegmenter(keras.Model):
             res5_projection_dim=self.res5_projection_dim,
             fusion_channels=self.fusion_channels,
             query_chunk_size=self.query_chunk_size,
+            attention_variant=self.attention_variant,
+            word_representation=self.word_representation,
+            fusion=self.fusion_method,
         )
         return config
 
@@ -308,6 +395,9 @@ def build_model(model_config, vocab_size=None, image_size=None, max_words=None):
         res5_projection_dim=model_config.get("res5_projection_dim"),
         fusion_channels=model_config.fusion_channels,
         query_chunk_size=attention.query_chunk_size,
+        attention_variant=attention.get("variant", "cmsa"),
+        word_representation=model_config.get("word_representation", "words"),
+        fusion=model_config.get("fusion", "gated"),
         name="cmsa",
     )
     if image_size is not None and max_words is not None:

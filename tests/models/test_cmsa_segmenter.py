@@ -160,3 +160,25 @@ def test_tf_checkpoint_restores_every_variable(tmp_path, kwargs):
         assert a.path.split("/", 1)[1] == b.path.split("/", 1)[1]
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(clone(inputs), expected)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_unknown_image_size_in_a_graph(output_stride):
+    import tensorflow as tf
+
+    model = CMSASegmenter(**dict(TINY, output_stride=output_stride))
+    inputs = _inputs(size=48)
+    expected = np.asarray(model(inputs))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec([None, None], tf.int32),
+        ]
+    )
+    def run(image, words):
+        return model({"image": image, "words": words})
+
+    np.testing.assert_allclose(run(inputs["image"], inputs["words"]), expected, atol=1e-5)
+    other = _inputs(size=40)
+    assert tuple(run(other["image"], other["words"]).shape) == (2, 40, 40, 1)

@@ -1,0 +1,146 @@
+"""Table 3's "self-gated" fusion: Eq. 5's gates, each level gated by its own features only."""
+
+import keras
+import tensorflow as tf
+
+from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
+
+NUM_LEVELS = 3
+
+
+def check_level_shapes(input_shape, channels, layer_name, num_levels=NUM_LEVELS):
+    """Checks that a fusion layer gets `num_levels` maps of shape [B, H, W, channels].
+
+    Args:
+        input_shape: list of the level shapes.
+        channels: the channels every level must have.
+        layer_name: name used in error messages.
+        num_levels: how many levels the layer fuses.
+
+    Raises:
+        ValueError: not a list of `num_levels` shapes, or a shape is not [B, H, W, channels].
+    """
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != num_levels:
+        raise ValueError(
+            f"{layer_name}: expected a list of {num_levels} feature maps [x1, x2, x3] "
+            f"(res5, res4, res3), got {input_shape!r}."
+        )
+    for level, shape in enumerate(input_shape, start=1):
+        shape = tuple(tf.TensorShape(shape).as_list())
+        if len(shape) != 4 or shape[-1] != channels:
+            raise ValueError(
+                f"{layer_name}: input x{level} must have shape [batch, height, width, "
+                f"{channels}], got {shape}."
+            )
+
+
+def check_channels(channels):
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
+        raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
+    return channels
+
+
+@keras.saving.register_keras_serializable(package="cmsa_tf")
+class SelfGatedFusion(keras.layers.Layer):
+    """Self-gated multi-level fusion, the "CMSA+Gated" baseline of Table 3.
+
+    The gates of Eq. 5, but every level's memory gate acts on the level's own features, with no
+    information from the other levels (Eq. 5 with X_j = X_k = X_i):
+
+        [c, m, r] = split(Conv3x3_{channels -> 3 channels}(X_i))
+        m = sigmoid(m + 1)                        memory gate
+        r = sigmoid(r + 1)                        reset gate
+        C_i = m X_i + (1 - m) c
+        Y_i = r tanh(C_i) + (1 - r) X_i
+        Y = Y_1 + Y_2 + Y_3
+
+    Inputs of `call([x1, x2, x3])`: three [B, H, W, channels] maps (res5, res4, res3).
+    Output: Y [B, H, W, channels].
+
+    Args:
+        channels: int, channels of every level.
+        kernel_initializer: initializer of the gate convolutions' kernels.
+        kernel_regularizer: optional regularizer of those kernels.
+        bias_regularizer: optional regularizer of their biases.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`).
+
+    Example:
+    ```python
+    levels = [keras.random.normal((2, 40, 40, 500)) for _ in range(3)]
+    fused = SelfGatedFusion(channels=500)(levels)  # [2, 40, 40, 500]
+    ```
+
+    Reference:
+        Ye et al., "Cross-Modal Self-Attention Network for Referring Image Segmentation",
+        CVPR 2019, Sec. 4.3 ("uses the same gate generation method in Sec. 3.3 to generate
+        memory gates and directly multiply by its own features") and Table 3.
+    """
+
+    def __init__(
+        self,
+        channels=500,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.channels = check_channels(channels)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        check_level_shapes(input_shape, self.channels, self.name)
+        # Named attributes, not a list: tf.train.Checkpoint only tracks attributes.
+        for level, shape in enumerate(input_shape, start=1):
+            conv = keras.layers.Conv2D(
+                3 * self.channels,
+                3,
+                padding="same",
+                kernel_initializer=clone_initializer(self.kernel_initializer),
+                kernel_regularizer=self.kernel_regularizer,
+                bias_regularizer=self.bias_regularizer,
+                dtype=self.dtype_policy,
+                name=f"gate_conv_{level}",
+            )
+            conv.build(shape)
+            setattr(self, f"gate_conv_{level}", conv)
+
+    @property
+    def gate_convs(self):
+        """The three 3x3 gate convolutions, in level order."""
+        return [getattr(self, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
+            )
+        inputs = [tf.convert_to_tensor(x) for x in inputs]
+        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        fused = []
+        for x, conv in zip(inputs, self.gate_convs):
+            # [B, H, W, 3 * channels] -> 3 x [B, H, W, channels]
+            candidate, memory, reset = tf.split(conv(x), 3, axis=-1)
+            memory = tf.sigmoid(memory + 1.0)
+            reset = tf.sigmoid(reset + 1.0)
+            cell = memory * x + (1.0 - memory) * candidate
+            fused.append(reset * tf.tanh(cell) + (1.0 - reset) * x)
+        return tf.add_n(fused)
+
+    def compute_output_shape(self, input_shape):
+        check_level_shapes(input_shape, self.channels, self.name)
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "channels": self.channels,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config
