@@ -25,8 +25,9 @@ def get_config(arg=None):
     )
     config.data.refer_root = "data/shapes_ref"
     config.data.image_root = "data/shapes_ref/images"
-    # 128 px: at output stride 8 a 96 px input caps overall IoU near 0.75 even for a perfect
-    # 12x12 score map (small objects are 1-2 cells); 128 px raises that ceiling to about 0.83.
+    # 128 px: at output stride 8 a 96 px input caps val overall IoU at 0.73 even for a perfect
+    # 12x12 score map (small objects are 1-2 cells); 128 px raises that ceiling to 0.82
+    # (benchmarks/resolution_ceiling.py).
     config.data.image_size = 128
     config.data.max_words = 10
 
