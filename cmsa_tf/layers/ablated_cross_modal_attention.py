@@ -4,7 +4,10 @@ import keras
 import tensorflow as tf
 
 from cmsa_tf.layers import attention_kernels
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
+from cmsa_tf.layers.cross_modal_self_attention import (
+    CrossModalSelfAttention,
+    clone_initializer,
+)
 from cmsa_tf.layers.multimodal_features import (
     SPATIAL_CHANNELS,
     MultimodalFeatures,
@@ -287,25 +290,9 @@ class AblatedCrossModalAttention(keras.layers.Layer):
         }
         return outputs, attention
 
-    def compute_output_shape(self, visual_shape, words_shape, word_mask_shape):
-        check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, self.name)
-        channels = None
-        if visual_shape[-1] is not None and words_shape[-1] is not None:
-            channels = self.output_channels(visual_shape[-1], words_shape[-1])
-        return (visual_shape[0], visual_shape[1], visual_shape[2], channels)
-
-    def compute_output_spec(self, visual, words, word_mask, return_attention=False):
-        shape = self.compute_output_shape(visual.shape, words.shape, word_mask.shape)
-        outputs = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        if not return_attention:
-            return outputs
-        attention = {
-            "word_attention": keras.KerasTensor(tuple(words.shape[:2]), dtype=self.compute_dtype),
-            "position_attention": keras.KerasTensor(
-                tuple(visual.shape[:3]), dtype=self.compute_dtype
-            ),
-        }
-        return outputs, attention
+    # Same inputs and outputs as the full layer (with this layer's `output_channels`).
+    compute_output_shape = CrossModalSelfAttention.compute_output_shape
+    compute_output_spec = CrossModalSelfAttention.compute_output_spec
 
     def get_config(self):
         config = super().get_config()
