@@ -365,7 +365,9 @@ class CMSAExportModule(tf.Module):
         transcoded = tf.strings.unicode_transcode(
             expression, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
         valid = tf.equal(transcoded, expression)  # [B]
-        first_bad = tf.argmin(tf.cast(valid, tf.int32))
+        # A trailing 0 keeps argmin defined for an empty batch: graph ops run in no fixed order,
+        # so this must not fail before the empty-batch check above can report the real problem.
+        first_bad = tf.argmin(tf.concat([tf.cast(valid, tf.int32), [0]], axis=0))
         checks.append(
             _assert(
                 tf.reduce_all(valid),
