@@ -5,15 +5,74 @@ import numbers
 import keras
 import tensorflow as tf
 
+from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
+
 NUM_LEVELS = 3
 
 
-def _clone_initializer(initializer):
-    # An unseeded Keras 3 initializer instance repeats its values on every call:
-    # give each convolution its own copy.
-    if not isinstance(initializer, keras.initializers.Initializer):
-        return initializer
-    return initializer.__class__.from_config(initializer.get_config())
+def check_level_shapes(input_shape, channels, layer_name, num_levels=NUM_LEVELS):
+    """Checks that a fusion layer gets `num_levels` maps of shape [B, H, W, channels].
+
+    Args:
+        input_shape: list of the level shapes.
+        channels: the channels every level must have.
+        layer_name: name used in error messages.
+        num_levels: how many levels the layer fuses.
+
+    Raises:
+        ValueError: not a list of `num_levels` shapes, or a shape is not [B, H, W, channels].
+    """
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != num_levels:
+        raise ValueError(
+            f"{layer_name}: expected a list of {num_levels} feature maps [x1, x2, x3] "
+            f"(res5, res4, res3), got {input_shape!r}."
+        )
+    for level, shape in enumerate(input_shape, start=1):
+        shape = tuple(tf.TensorShape(shape).as_list())
+        if len(shape) != 4 or shape[-1] != channels:
+            raise ValueError(
+                f"{layer_name}: input x{level} must have shape [batch, height, width, "
+                f"{channels}], got {shape}."
+            )
+
+
+def check_channels(channels):
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
+        raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
+    return channels
+
+
+def build_gate_conv(layer, level, shape):
+    """Builds Eq. 5's 3x3 gate conv (channels -> 3 channels) of one level on `layer`.
+
+    It goes into the named attribute `gate_conv_<level>`, not a list: tf.train.Checkpoint only
+    tracks layers held in attributes, and training checkpoints go through it. Each conv gets its
+    own copy of `layer.kernel_initializer`.
+    """
+    conv = keras.layers.Conv2D(
+        3 * layer.channels,
+        3,
+        padding="same",
+        kernel_initializer=clone_initializer(layer.kernel_initializer),
+        kernel_regularizer=layer.kernel_regularizer,
+        bias_regularizer=layer.bias_regularizer,
+        dtype=layer.dtype_policy,
+        name=f"gate_conv_{level}",
+    )
+    conv.build(shape)
+    setattr(layer, f"gate_conv_{level}", conv)
+
+
+def gate_convs(layer):
+    """The three gate convs built by `build_gate_conv`, in level order."""
+    return [getattr(layer, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
+
+
+def split_gates(conv, x):
+    """Eq. 5's candidate c, memory gate m = sigmoid(m + 1) and reset gate r = sigmoid(r + 1)."""
+    # [B, H, W, 3 * channels] -> 3 x [B, H, W, channels]
+    candidate, memory, reset = tf.split(conv(x), 3, axis=-1)
+    return candidate, tf.sigmoid(memory + 1.0), tf.sigmoid(reset + 1.0)
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -65,9 +124,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
-        self.channels = channels
+        self.channels = check_channels(channels)
         if isinstance(gamma_initializer, numbers.Real) and not isinstance(gamma_initializer, bool):
             self.gamma_initializer = float(gamma_initializer)
         else:
@@ -82,41 +139,14 @@ class GatedMultiLevelFusion(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
-    def _check_shapes(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != NUM_LEVELS:
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps [x1, x2, x3], got "
-                f"{input_shape!r}."
-            )
-        for level, shape in enumerate(input_shape, start=1):
-            shape = tuple(tf.TensorShape(shape).as_list())
-            if len(shape) != 4 or shape[-1] != self.channels:
-                raise ValueError(
-                    f"{self.name}: input x{level} must have shape [batch, height, width, "
-                    f"{self.channels}], got {shape}."
-                )
-
     def build(self, input_shape):
-        self._check_shapes(input_shape)
+        check_level_shapes(input_shape, self.channels, self.name)
         if isinstance(self.gamma_initializer, float):
             gamma_init = keras.initializers.Constant(self.gamma_initializer)
         else:
             gamma_init = self.gamma_initializer
-        # One named attribute per level (not a list): tf.train.Checkpoint only tracks layers and
-        # variables held in attributes, and training checkpoints go through it.
         for level, shape in enumerate(input_shape, start=1):
-            conv = keras.layers.Conv2D(
-                3 * self.channels,
-                3,
-                padding="same",
-                kernel_initializer=_clone_initializer(self.kernel_initializer),
-                kernel_regularizer=self.kernel_regularizer,
-                bias_regularizer=self.bias_regularizer,
-                dtype=self.dtype_policy,
-                name=f"gate_conv_{level}",
-            )
-            conv.build(shape)
-            setattr(self, f"gate_conv_{level}", conv)
+            build_gate_conv(self, level, shape)
             setattr(
                 self,
                 f"gamma_{level}",
@@ -126,7 +156,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
     @property
     def gate_convs(self):
         """The three 3x3 gate convolutions, in level order."""
-        return [getattr(self, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
+        return gate_convs(self)
 
     @property
     def gammas(self):
@@ -139,15 +169,12 @@ class GatedMultiLevelFusion(keras.layers.Layer):
                 f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
             )
         inputs = [tf.convert_to_tensor(x) for x in inputs]
-        self._check_shapes([x.shape for x in inputs])
+        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
         fused = []
-        gate_convs, gammas = self.gate_convs, self.gammas
+        convs, gammas = self.gate_convs, self.gammas
         for i in range(NUM_LEVELS):
             j, k = [other for other in range(NUM_LEVELS) if other != i]
-            # [B, H, W, 3 * channels] -> 3 x [B, H, W, channels]
-            candidate, memory, reset = tf.split(gate_convs[i](inputs[i]), 3, axis=-1)
-            memory = tf.sigmoid(memory + 1.0)
-            reset = tf.sigmoid(reset + 1.0)
+            candidate, memory, reset = split_gates(convs[i], inputs[i])
             gamma = tf.cast(gammas[i], inputs[i].dtype)
             cell = (
                 gamma * memory * inputs[j]
@@ -158,7 +185,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
         return tf.add_n(fused)
 
     def compute_output_shape(self, input_shape):
-        self._check_shapes(input_shape)
+        check_level_shapes(input_shape, self.channels, self.name)
         return tuple(input_shape[0])
 
     def get_config(self):

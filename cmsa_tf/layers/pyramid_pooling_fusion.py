@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-from cmsa_tf.layers.self_gated_fusion import NUM_LEVELS, check_channels, check_level_shapes
+from cmsa_tf.layers.gated_multilevel_fusion import NUM_LEVELS, check_channels, check_level_shapes
 
 
 def adaptive_pooling_matrix(size, bins, dtype):

@@ -3,41 +3,14 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-
-NUM_LEVELS = 3
-
-
-def check_level_shapes(input_shape, channels, layer_name, num_levels=NUM_LEVELS):
-    """Checks that a fusion layer gets `num_levels` maps of shape [B, H, W, channels].
-
-    Args:
-        input_shape: list of the level shapes.
-        channels: the channels every level must have.
-        layer_name: name used in error messages.
-        num_levels: how many levels the layer fuses.
-
-    Raises:
-        ValueError: not a list of `num_levels` shapes, or a shape is not [B, H, W, channels].
-    """
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != num_levels:
-        raise ValueError(
-            f"{layer_name}: expected a list of {num_levels} feature maps [x1, x2, x3] "
-            f"(res5, res4, res3), got {input_shape!r}."
-        )
-    for level, shape in enumerate(input_shape, start=1):
-        shape = tuple(tf.TensorShape(shape).as_list())
-        if len(shape) != 4 or shape[-1] != channels:
-            raise ValueError(
-                f"{layer_name}: input x{level} must have shape [batch, height, width, "
-                f"{channels}], got {shape}."
-            )
-
-
-def check_channels(channels):
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-        raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
-    return channels
+from cmsa_tf.layers.gated_multilevel_fusion import (
+    NUM_LEVELS,
+    build_gate_conv,
+    check_channels,
+    check_level_shapes,
+    gate_convs,
+    split_gates,
+)
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -92,25 +65,13 @@ class SelfGatedFusion(keras.layers.Layer):
 
     def build(self, input_shape):
         check_level_shapes(input_shape, self.channels, self.name)
-        # Named attributes, not a list: tf.train.Checkpoint only tracks attributes.
         for level, shape in enumerate(input_shape, start=1):
-            conv = keras.layers.Conv2D(
-                3 * self.channels,
-                3,
-                padding="same",
-                kernel_initializer=clone_initializer(self.kernel_initializer),
-                kernel_regularizer=self.kernel_regularizer,
-                bias_regularizer=self.bias_regularizer,
-                dtype=self.dtype_policy,
-                name=f"gate_conv_{level}",
-            )
-            conv.build(shape)
-            setattr(self, f"gate_conv_{level}", conv)
+            build_gate_conv(self, level, shape)
 
     @property
     def gate_convs(self):
         """The three 3x3 gate convolutions, in level order."""
-        return [getattr(self, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
+        return gate_convs(self)
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)):
@@ -121,10 +82,7 @@ class SelfGatedFusion(keras.layers.Layer):
         check_level_shapes([x.shape for x in inputs], self.channels, self.name)
         fused = []
         for x, conv in zip(inputs, self.gate_convs):
-            # [B, H, W, 3 * channels] -> 3 x [B, H, W, channels]
-            candidate, memory, reset = tf.split(conv(x), 3, axis=-1)
-            memory = tf.sigmoid(memory + 1.0)
-            reset = tf.sigmoid(reset + 1.0)
+            candidate, memory, reset = split_gates(conv, x)
             cell = memory * x + (1.0 - memory) * candidate
             fused.append(reset * tf.tanh(cell) + (1.0 - reset) * x)
         return tf.add_n(fused)
