@@ -6,11 +6,11 @@ import tensorflow as tf
 from cmsa_tf.layers import attention_kernels
 from cmsa_tf.layers.cross_modal_self_attention import (
     CrossModalSelfAttention,
+    build_multimodal_features,
     clone_initializer,
 )
 from cmsa_tf.layers.multimodal_features import (
     SPATIAL_CHANNELS,
-    MultimodalFeatures,
     check_multimodal_shapes,
     word_mask_as_bool,
 )
@@ -140,19 +140,7 @@ class AblatedCrossModalAttention(keras.layers.Layer):
         )
 
     def build(self, visual_shape, words_shape, word_mask_shape):
-        check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, self.name)
-        visual_channels, word_channels = visual_shape[-1], words_shape[-1]
-        if visual_channels is None or word_channels is None:
-            raise ValueError(
-                f"{self.name}: the channels of `visual` and `words` must be known, got shapes "
-                f"{tuple(visual_shape)} and {tuple(words_shape)}."
-            )
-        self._input_channels = (visual_channels, word_channels)
-        self.multimodal_features = MultimodalFeatures(
-            epsilon=self.epsilon, dtype=self.dtype_policy, name="multimodal_features"
-        )
-        self.multimodal_features.build(visual_shape, words_shape, word_mask_shape)
-        channels = visual_channels + word_channels + SPATIAL_CHANNELS
+        channels = build_multimodal_features(self, visual_shape, words_shape, word_mask_shape)
         if self.variant == "word_pixel_pair":
             self.score_kernel = self._add_kernel("score_kernel", (channels, 1))
         for name in _PROJECTIONS[self.variant]:

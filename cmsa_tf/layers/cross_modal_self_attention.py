@@ -27,6 +27,26 @@ def clone_initializer(initializer):
     return initializer.__class__.from_config(initializer.get_config())
 
 
+def build_multimodal_features(layer, visual_shape, words_shape, word_mask_shape):
+    """Checks the inputs of an attention layer and builds its `multimodal_features` sublayer.
+
+    Returns the channels of the multimodal feature f of Eq. 1 (Cv + Cl + 8).
+    """
+    check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, layer.name)
+    visual_channels, word_channels = visual_shape[-1], words_shape[-1]
+    if visual_channels is None or word_channels is None:
+        raise ValueError(
+            f"{layer.name}: the channels of `visual` and `words` must be known, got shapes "
+            f"{tuple(visual_shape)} and {tuple(words_shape)}."
+        )
+    layer._input_channels = (visual_channels, word_channels)  # pylint: disable=protected-access
+    layer.multimodal_features = MultimodalFeatures(
+        epsilon=layer.epsilon, dtype=layer.dtype_policy, name="multimodal_features"
+    )
+    layer.multimodal_features.build(visual_shape, words_shape, word_mask_shape)
+    return visual_channels + word_channels + SPATIAL_CHANNELS
+
+
 def _positive_int(value, name, allow_none=False):
     if value is None and allow_none:
         return None
@@ -185,19 +205,7 @@ class CrossModalSelfAttention(keras.layers.Layer):
         return kernel, bias
 
     def build(self, visual_shape, words_shape, word_mask_shape):
-        check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, self.name)
-        visual_channels, word_channels = visual_shape[-1], words_shape[-1]
-        if visual_channels is None or word_channels is None:
-            raise ValueError(
-                f"{self.name}: the channels of `visual` and `words` must be known, got shapes "
-                f"{tuple(visual_shape)} and {tuple(words_shape)}."
-            )
-        self._input_channels = (visual_channels, word_channels)
-        self.multimodal_features = MultimodalFeatures(
-            epsilon=self.epsilon, dtype=self.dtype_policy, name="multimodal_features"
-        )
-        self.multimodal_features.build(visual_shape, words_shape, word_mask_shape)
-        channels = visual_channels + word_channels + SPATIAL_CHANNELS
+        channels = build_multimodal_features(self, visual_shape, words_shape, word_mask_shape)
         if self.reduce_dim is not None:
             self.reduce_kernel, self.reduce_bias = self._add_dense(
                 "reduce", channels, self.reduce_dim
