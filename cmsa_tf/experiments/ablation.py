@@ -82,6 +82,8 @@ GROUP_TITLES = {
     "representation": "Multimodal feature representation (Table 3, top; res5 only)",
     "fusion": "Multi-level feature fusion (Table 3, bottom)",
 }
+# The variant each group's paper table puts on top: the one the ordering check compares with.
+PAPER_BEST = {"attention": "cmsa_w", "representation": "cmsa_w", "fusion": "gated_fusion"}
 RUN_RESULTS = "results.json"
 
 
@@ -312,6 +314,109 @@ def to_markdown(results):
                     f"{variant['paper_iou']:.2f}",
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
+    ordering = ordering_markdown(results)
+    if ordering:
+        lines += ["", ordering.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(best_values, other_values):
+    """How `best` compares with `other` over the seeds: which is higher, and whether by more
+    than the run-to-run spread (every seed of one above every seed of the other)."""
+    difference = float(np.mean(best_values) - np.mean(other_values))
+    if min(best_values) > max(other_values):
+        return difference, "holds"
+    if max(best_values) < min(other_values):
+        return difference, "reversed"
+    if difference > 1e-9:
+        return difference, "holds within spread"
+    if difference < -1e-9:
+        return difference, "reversed within spread"
+    return difference, "tie"  # equal means up to float rounding
+
+
+def check_paper_ordering(results, metric="overall_iou"):
+    """Whether each group's paper-best variant (`PAPER_BEST`) beats the group's other variants.
+
+    For every group of `results` with a paper-best variant in it, and every other variant of the
+    group, the difference of the seed means of `metric` per result key (split) and a verdict:
+    `"holds"` when every seed of the paper-best variant is above every seed of the other (the
+    difference exceeds the run-to-run spread), `"reversed"` when every seed is below, otherwise
+    `"holds within spread"` / `"reversed within spread"` by the sign of the difference of means
+    (or `"tie"`).
+
+    Returns:
+        A list of dicts `{group, best, other, paper_difference, splits: {key: {difference,
+        verdict, best_values, other_values}}}`, differences as fractions (paper's in points).
+    """
+    rows = []
+    for group, names in results["groups"].items():
+        best = PAPER_BEST.get(group)
+        if best not in names:
+            continue
+        best_summary = results["variants"][best]["summary"]
+        for other in names:
+            if other == best:
+                continue
+            other_summary = results["variants"][other]["summary"]
+            splits = {}
+            for key in best_summary:
+                if key not in other_summary:
+                    continue
+                best_values = best_summary[key][metric]["values"]
+                other_values = other_summary[key][metric]["values"]
+                difference, verdict = _verdict(best_values, other_values)
+                splits[key] = {
+                    "difference": difference,
+                    "verdict": verdict,
+                    "best_values": list(best_values),
+                    "other_values": list(other_values),
+                }
+            rows.append(
+                {
+                    "group": group,
+                    "best": best,
+                    "other": other,
+                    "paper_difference": float(
+                        results["variants"][best]["paper_iou"]
+                        - results["variants"][other]["paper_iou"]
+                    ),
+                    "splits": splits,
+                }
+            )
+    return rows
+
+
+def ordering_markdown(results):
+    """The markdown section of `check_paper_ordering`: one row per comparison, one column per
+    split; empty when no group holds its paper-best variant."""
+    rows = check_paper_ordering(results)
+    if not rows:
+        return ""
+    keys = list(rows[0]["splits"])
+    lines = [
+        "## Does the paper's ordering hold?",
+        "",
+        "Overall IoU of the paper's best variant of each group minus the other variant's (mean "
+        "over seeds, points). *holds* / *reversed*: every seed of one above every seed of the "
+        "other; *within spread*: the seed ranges overlap.",
+        "",
+        "| Group | Paper's best | Other | Paper (UNC val) | " + " | ".join(keys) + " |",
+        "| --- | --- | --- | ---: | " + " | ".join(["---"] * len(keys)) + " |",
+    ]
+    for row in rows:
+        cells = [
+            GROUP_TITLES.get(row["group"], row["group"]).split(" (")[0],
+            f"`{row['best']}`",
+            f"`{row['other']}`",
+            f"{row['paper_difference']:+.2f}",
+        ]
+        for key in keys:
+            split = row["splits"].get(key)
+            cells.append(
+                "" if split is None else f"{100 * split['difference']:+.2f} ({split['verdict']})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -384,7 +489,7 @@ def run_ablation(
     Returns:
         The dict written to `<workdir>/results.json`: `variants` {name: label, paper_iou, model
         fields, `seeds` {seed: {result key: metrics}}, `summary` (see `summarize`)}, `groups`,
-        `seeds`, `splits`, `steps`, `crf`.
+        `seeds`, `splits`, `steps`, `crf`, `paper_ordering` (see `check_paper_ordering`).
     """
     names, groups = resolve_variants(variants)
     seeds = [int(s) for s in seeds]
@@ -446,6 +551,7 @@ def run_ablation(
             "seeds": {str(s): per_seed[s] for s in seeds},
             "summary": summarize(per_seed),
         }
+    results["paper_ordering"] = check_paper_ordering(results)
     _write_json(os.path.join(workdir, "results.json"), results)
     with tf.io.gfile.GFile(os.path.join(workdir, "results.md"), "w") as f:
         f.write(to_markdown(results))
