@@ -207,11 +207,15 @@ def checked_decode_image(index, encoded, max_pixels=DEFAULT_MAX_PIXELS):
         ),
     ]
     if max_pixels:
-        complete = tf.logical_and(
+        complete = tf.reduce_all(tf.stack([
             known,
             tf.logical_or(tf.logical_not(is_jpeg), jpeg_complete),
-        )
-        # Only complete JPEGs reach the JPEG header parser (it fails on truncated data itself).
+            tf.logical_or(tf.logical_not(is_png), png_complete),
+            tf.logical_or(tf.logical_not(is_bmp), bmp_complete),
+        ]))
+        # Only complete files are measured: the JPEG header parser fails on truncated data
+        # itself, and a truncated file that declares a huge size must fail as truncated only
+        # (graph ops run in no fixed order, so two failing assertions could report either).
         height, width = _declared_size(encoded, tf.where(complete, format_index, 4))
         checks.append(
             _assert(

@@ -462,12 +462,13 @@ GOOD = encode(scene(16, 16, 5))
         ([encode(scene(30, 30))[:200]], ["a"], r"image_bytes\[0\] is a truncated PNG"),
         ([GOOD, _truncated_png_bomb(9000, 9000)], ["a", "b"],
          r"image_bytes\[1\] is 9000x9000 = 81000000 pixels, more than the 67108864 pixels"),
+        ([_truncated_png_bomb(9000, 9000)[:-12]], ["a"], r"image_bytes\[0\] is a truncated PNG"),
         ([GOOD], [b"caf\xe9 on the left"], r"expression\[0\] is not valid UTF-8 text"),
         ([GOOD, GOOD], ["only one"], r"image_bytes has 2 images but expression has 1"),
         ([], [], r"image_bytes is an empty batch"),
     ],
     ids=["not_an_image", "empty_bytes", "truncated_jpeg", "truncated_png", "pixel_bomb",
-         "invalid_utf8", "batch_mismatch", "empty_batch"],
+         "truncated_pixel_bomb", "invalid_utf8", "batch_mismatch", "empty_batch"],
 )
 def test_bad_inputs_fail_with_a_message_naming_the_problem(loaded, images, expressions, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
