@@ -8,12 +8,9 @@ from cmsa_tf.layers.cross_modal_self_attention import (
     CrossModalSelfAttention,
     build_multimodal_features,
     clone_initializer,
+    prepare_attention_inputs,
 )
-from cmsa_tf.layers.multimodal_features import (
-    SPATIAL_CHANNELS,
-    check_multimodal_shapes,
-    word_mask_as_bool,
-)
+from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
 
 VARIANTS = ("none", "word", "pixel", "word_pixel_pair")
 # The weights each variant owns, besides the output projection Wo (all but "none").
@@ -157,20 +154,9 @@ class AblatedCrossModalAttention(keras.layers.Layer):
         return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
     def call(self, visual, words, word_mask, return_attention=False):
-        visual = tf.convert_to_tensor(visual)
-        words = tf.convert_to_tensor(words)
-        word_mask = tf.convert_to_tensor(word_mask)
-        check_multimodal_shapes(visual.shape, words.shape, word_mask.shape, self.name)
-        expected = tuple(getattr(self, "_input_channels", (None, None)))
-        got = (visual.shape[-1], words.shape[-1])
-        if None not in expected and got != expected:
-            raise ValueError(
-                f"{self.name}: the layer was built for {expected[0]} visual and {expected[1]} word "
-                f"channels, got {got[0]} and {got[1]} (shapes {visual.shape}, {words.shape})."
-            )
-        mask = word_mask_as_bool(word_mask)  # [B, T]
+        visual, words, mask = prepare_attention_inputs(self, visual, words, word_mask)  # [B, T]
         dtype = self._kernel_dtype()
-        visual_channels, word_channels = got
+        visual_channels, word_channels = visual.shape[-1], words.shape[-1]
         shape = tf.shape(visual)
         batch, height, width = shape[0], shape[1], shape[2]
         positions = height * width

@@ -47,6 +47,25 @@ def build_multimodal_features(layer, visual_shape, words_shape, word_mask_shape)
     return visual_channels + word_channels + SPATIAL_CHANNELS
 
 
+def prepare_attention_inputs(layer, visual, words, word_mask):
+    """The inputs of an attention layer's `call` as tensors, checked against what it was built for.
+
+    Returns `(visual, words, mask)` with `mask` the boolean word mask [B, T].
+    """
+    visual = tf.convert_to_tensor(visual)
+    words = tf.convert_to_tensor(words)
+    word_mask = tf.convert_to_tensor(word_mask)
+    check_multimodal_shapes(visual.shape, words.shape, word_mask.shape, layer.name)
+    expected = tuple(getattr(layer, "_input_channels", (None, None)))
+    got = (visual.shape[-1], words.shape[-1])
+    if None not in expected and got != expected:
+        raise ValueError(
+            f"{layer.name}: the layer was built for {expected[0]} visual and {expected[1]} word "
+            f"channels, got {got[0]} and {got[1]} (shapes {visual.shape}, {words.shape})."
+        )
+    return visual, words, word_mask_as_bool(word_mask)
+
+
 def _positive_int(value, name, allow_none=False):
     if value is None and allow_none:
         return None
@@ -231,18 +250,7 @@ class CrossModalSelfAttention(keras.layers.Layer):
         )
 
     def call(self, visual, words, word_mask, return_attention=False):
-        visual = tf.convert_to_tensor(visual)
-        words = tf.convert_to_tensor(words)
-        word_mask = tf.convert_to_tensor(word_mask)
-        check_multimodal_shapes(visual.shape, words.shape, word_mask.shape, self.name)
-        expected = tuple(getattr(self, "_input_channels", (None, None)))
-        got = (visual.shape[-1], words.shape[-1])
-        if None not in expected and got != expected:
-            raise ValueError(
-                f"{self.name}: the layer was built for {expected[0]} visual and {expected[1]} word "
-                f"channels, got {got[0]} and {got[1]} (shapes {visual.shape}, {words.shape})."
-            )
-        mask = word_mask_as_bool(word_mask)  # [B, T]
+        visual, words, mask = prepare_attention_inputs(self, visual, words, word_mask)  # [B, T]
         dtype = self._kernel_dtype()
         weights = self._weights(dtype)
         shape = tf.shape(visual)
