@@ -11,7 +11,7 @@ DEMO_RECORDS := data/tfrecords/shapes
 DEMO_WORKDIR := workdir/shapes
 DEMO_CONFIG := configs/shapes.py
 
-.PHONY: test demo install clean
+.PHONY: test test-fast lint format demo install clean
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ $(STAMP): setup.py pyproject.toml
 
 install: $(STAMP)
 
+# make test: the whole suite; make test-fast: without the tests marked slow (subprocesses, end to end).
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow" --durations=15
+
+# make lint: ruff's checks and formatting, as configured in pyproject.toml; make format applies them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 demo: $(STAMP)
 	$(PY) -m cmsa_tf.data.shapes --output_dir=$(DEMO_DATA)

@@ -27,7 +27,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["cmsa_tf", "cmsa_tf.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "ruff"]},
     entry_points={"console_scripts": ["cmsa-predict = cmsa_tf.predict:run"]},
     license="Apache-2.0",
 )

@@ -2,7 +2,6 @@
 documented REST / gRPC payloads, and bad inputs."""
 
 import base64
-import importlib.util
 import io
 import json
 import os
@@ -23,18 +22,11 @@ from cmsa_tf.data import pipeline
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.models.cmsa_segmenter import build_model
 from cmsa_tf.utils import experiment
+from tests import helpers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEP = 3
 ATOL = 1e-5
-
-
-def _conftest():
-    """tests/conftest.py as a module (its tiny-config helpers; fixtures there are per test)."""
-    spec = importlib.util.spec_from_file_location("cmsa_test_conftest", REPO / "tests" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _env():
@@ -71,7 +63,7 @@ def _seed():
 @pytest.fixture(scope="module")
 def trained(tiny_shapes_tfrecords, tmp_path_factory):
     """A workdir whose checkpoint looks like training's (model, optimizer, step) at step STEP."""
-    config = _conftest().tiny_shapes_config(tiny_shapes_tfrecords)
+    config = helpers.tiny_shapes_config(tiny_shapes_tfrecords)
     manifest = experiment.read_manifest(tiny_shapes_tfrecords)
     keras.utils.set_random_seed(7)
     model = build_model(config.model, vocab_size=manifest["vocab_size"],
@@ -95,7 +87,7 @@ def trained(tiny_shapes_tfrecords, tmp_path_factory):
 def exported(trained, tmp_path_factory):
     """The export written by `python -m cmsa_tf.export` in a subprocess, and the Keras model."""
     base = tmp_path_factory.mktemp("saved_models") / "tiny"
-    flags = _conftest().tiny_flags(trained["tfrecords"])
+    flags = helpers.tiny_flags(trained["tfrecords"])
     process = subprocess.Popen(
         [sys.executable, "-m", "cmsa_tf.export", *flags, f"--workdir={trained['workdir']}",
          f"--export_dir={base}"],

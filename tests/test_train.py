@@ -165,8 +165,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    sys.path.insert(0, {tests!r})
-    from conftest import tiny_shapes_config
+    sys.path.insert(0, {repo!r})
+    from tests.helpers import tiny_shapes_config
     from cmsa_tf import train
     config = tiny_shapes_config({records!r})
     config.data.deterministic = True  # same example order for both runs
@@ -200,7 +200,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
 def test_mirrored_two_cpu_replicas_equal_one_device(tmp_path, tiny_shapes_tfrecords):
     script = MIRRORED_SCRIPT.format(
-        tests=os.path.dirname(os.path.abspath(__file__)),
+        repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         records=tiny_shapes_tfrecords,
         workdir=str(tmp_path / "run_"),
     )
@@ -221,8 +221,8 @@ WORKER_SCRIPT = textwrap.dedent(
     import sys
     import numpy as np
     import tensorflow as tf
-    sys.path.insert(0, {tests!r})
-    from conftest import tiny_shapes_config
+    sys.path.insert(0, {repo!r})
+    from tests.helpers import tiny_shapes_config
     from cmsa_tf import train
     strategy = train.create_strategy("multi_worker")
     assert strategy.num_replicas_in_sync == 2
@@ -249,7 +249,7 @@ def test_multi_worker_two_local_processes_agree(tmp_path, tiny_shapes_tfrecords)
     processes = []
     for index in range(2):
         script = WORKER_SCRIPT.format(
-            tests=os.path.dirname(os.path.abspath(__file__)),
+            repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             records=tiny_shapes_tfrecords,
             workdir=str(tmp_path / "run"),
             out=str(tmp_path / f"weights_{index}.npz"),

@@ -1,23 +1,14 @@
 """Fixtures for the data tests: the REFER fixture module and a REFER root written once."""
 
-import importlib.util
-import os
-
 import pytest
 
-
-def _load_refer_fixture():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "refer_fixture.py")
-    spec = importlib.util.spec_from_file_location("cmsa_tf_tests_refer_fixture", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.data import refer_fixture as _refer_fixture
 
 
 @pytest.fixture(scope="session")
 def refer_fixture():
     """The `refer_fixture` module (py2 pickle writer, RLE helpers, `write_refer_root`)."""
-    return _load_refer_fixture()
+    return _refer_fixture
 
 
 @pytest.fixture(scope="session")

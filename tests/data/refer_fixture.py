@@ -16,7 +16,7 @@ Contents (ref_id: annotation, split, what it tests):
     8: 108 testB  an image file that does not exist
     9: 101 testB  polygon (same annotation as ref 1)
 
-Load it from a test with `importlib` (tests/data/conftest.py exposes it as fixtures).
+Tests use it through the fixtures in tests/data/conftest.py.
 """
 
 import io
