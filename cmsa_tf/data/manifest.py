@@ -62,12 +62,16 @@ def read_manifest(path_or_dir) -> dict:
     if isinstance(vocabulary, dict) and vocabulary.get("file"):
         vocab_file = _resolve(os.path.dirname(path), vocabulary["file"])
         manifest["vocab_file"] = vocab_file
-        manifest["vocab_size"] = vocabulary.get("size") or _count_lines(vocab_file)
+        manifest["vocab_size"] = vocabulary.get("size") or _count_lines(vocab_file, path)
     return manifest
 
 
-def _count_lines(path):
-    with tf.io.gfile.GFile(path) as f:
+def _count_lines(vocab_file, path):
+    if not tf.io.gfile.exists(vocab_file):
+        raise ValueError(
+            f"The vocabulary {vocab_file!r} named by the manifest {path!r} is missing."
+        )
+    with tf.io.gfile.GFile(vocab_file) as f:
         return sum(1 for _ in f)
 
 
