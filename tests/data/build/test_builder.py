@@ -311,3 +311,34 @@ def test_shapes_root_builds(tmp_path):
     expected = {s: v["expressions"] for s, v in summary["splits"].items() if v["expressions"]}
     assert manifest["counts"] == expected and manifest["skipped"]["total"] == 0
     assert manifest["vocabulary"]["size"] > 5
+
+
+# sha256sum lines of the shards and vocabulary built from a tiny ShapesRef, recorded with the builder
+# before it was split into the cmsa_tf/data/build package: the output must stay byte-identical.
+GOLDEN_SHA256 = dict(
+    reversed(line.split("  "))
+    for line in """
+fea9cad78e8019050f842b64ade9f013b6aea243854a511560621d6f8cb4d5b1  testA-00000-of-00002.tfrecord
+ff1afad570d787468f0117aebd38963917839178893a837b22d321faf8987e13  testA-00001-of-00002.tfrecord
+8a3458fdddc13a2a5f28eecf9bcc13ef94e3ced9d25c79af4235c0e9cdf71c1f  testB-00000-of-00002.tfrecord
+4cb4586a2e5dd91f5a908780c4408443dd363a87069852bd43a843d9793e99cd  testB-00001-of-00002.tfrecord
+ab509a184c3331ca5f415ec239f8de0555332eae2efc65884fc163d9a9cc55b2  train-00000-of-00002.tfrecord
+6d0908333c1b4b3dd4602fa5bbcf3e55dc6b997341eb03cf8ac045f930c2f542  train-00001-of-00002.tfrecord
+f8a20e8f46d7395971b70386d59769d7eec37a7c4af17098f3958b43eb7d01a1  val-00000-of-00002.tfrecord
+3839e60553eea4ba5cec791d540cee3858e1bb4382932f8480b9dd3432753207  val-00001-of-00002.tfrecord
+c83ca46a973a10ca9cf73d701acb80fe5b69d4f099e055ce9c3b5b035552e0f7  vocab.txt
+""".strip().splitlines()
+)
+
+
+def test_output_is_byte_identical_to_the_recorded_build(tmp_path):
+    from cmsa_tf.data import shapes
+
+    root = str(tmp_path / "shapes_root")
+    shapes.generate_shapes_ref(root, num_train_images=4, num_val_images=2, num_test_images=2,
+                               image_size=48, seed=5, num_workers=1, progress=False)
+    output_dir = str(tmp_path / "out")
+    build.build_tfrecords(root, "shapes", "shapes", os.path.join(root, "images"), output_dir,
+                          num_workers=1, progress=False, num_shards=2)
+    digests = _digests(output_dir)
+    assert {k: v for k, v in digests.items() if k != "manifest.json"} == GOLDEN_SHA256
