@@ -313,8 +313,9 @@ def test_shapes_root_builds(tmp_path):
     assert manifest["vocabulary"]["size"] > 5
 
 
-# sha256sum lines of the shards and vocabulary built from a tiny ShapesRef, recorded with the builder
-# before it was split into the cmsa_tf/data/build package: the output must stay byte-identical.
+# sha256sum lines of the shards and vocabulary built from a tiny ShapesRef, recorded with the
+# builder before it was split into the cmsa_tf/data/build package: the output must stay
+# byte-identical.
 GOLDEN_SHA256 = dict(
     reversed(line.split("  "))
     for line in """
@@ -335,10 +336,26 @@ def test_output_is_byte_identical_to_the_recorded_build(tmp_path):
     from cmsa_tf.data import shapes
 
     root = str(tmp_path / "shapes_root")
-    shapes.generate_shapes_ref(root, num_train_images=4, num_val_images=2, num_test_images=2,
-                               image_size=48, seed=5, num_workers=1, progress=False)
+    shapes.generate_shapes_ref(
+        root,
+        num_train_images=4,
+        num_val_images=2,
+        num_test_images=2,
+        image_size=48,
+        seed=5,
+        num_workers=1,
+        progress=False,
+    )
     output_dir = str(tmp_path / "out")
-    build.build_tfrecords(root, "shapes", "shapes", os.path.join(root, "images"), output_dir,
-                          num_workers=1, progress=False, num_shards=2)
+    build.build_tfrecords(
+        root,
+        "shapes",
+        "shapes",
+        os.path.join(root, "images"),
+        output_dir,
+        num_workers=1,
+        progress=False,
+        num_shards=2,
+    )
     digests = _digests(output_dir)
     assert {k: v for k, v in digests.items() if k != "manifest.json"} == GOLDEN_SHA256
