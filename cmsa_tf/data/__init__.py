@@ -1,1 +1,5 @@
-"""Files on disk -> tf.data batches: tokenizer, REFER reader, ShapesRef, TFRecord builder, pipeline."""
+"""Files on disk -> tf.data batches.
+
+`tokenizer`, `refer` (REFER reader), `shapes` (ShapesRef generator), `build` (TFRecord builder),
+`schema` (the record format), `manifest`, `image_io`, `preprocess`, `pipeline`.
+"""

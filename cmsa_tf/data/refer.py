@@ -59,7 +59,8 @@ def check_dataset(dataset, split_by):
         valid = ", ".join(f"{d}: {'/'.join(s)}" for d, s in sorted(VALID_SPLIT_BY.items()))
         raise ValueError(
             f"Unknown split_by {split_by!r} for dataset {dataset!r}; valid: "
-            f"{list(VALID_SPLIT_BY[dataset])} (all datasets: {valid}).")
+            f"{list(VALID_SPLIT_BY[dataset])} (all datasets: {valid})."
+        )
 
 
 def sort_splits(splits):
@@ -100,7 +101,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         if allowed is None:
             raise UnsafePickleError(
                 f"Refusing to load global '{module}.{name}' from a refs pickle: only plain "
-                "containers, strings and numbers are allowed (a global can run arbitrary code).")
+                "containers, strings and numbers are allowed (a global can run arbitrary code)."
+            )
         return allowed
 
 
@@ -152,7 +154,9 @@ def load_pickle(path_or_bytes):
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{where}: {error}") from None
     except Exception as error:  # any other unpickling failure: corrupt or truncated file
-        raise ReferFormatError(f"{where} is not a readable pickle: {type(error).__name__}: {error}") from None
+        raise ReferFormatError(
+            f"{where} is not a readable pickle: {type(error).__name__}: {error}"
+        ) from None
     return _to_text(obj)
 
 
@@ -213,7 +217,11 @@ def _field(record, key, kind, where):
         raise ReferFormatError(f"{where} has no {key!r} (keys: {sorted(record)}).")
     value = record[key]
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer, float))
+            or int(value) != value
+        ):
             raise ReferFormatError(f"{where}: {key!r} must be an integer, got {value!r}.")
         return int(value)
     if kind in (str, list) and not isinstance(value, kind):
@@ -228,7 +236,9 @@ def _parse_sentence(record, where):
     raw = record.get("raw", "")
     sent = record.get("sent", "")
     if not isinstance(raw, str) or not isinstance(sent, str):
-        raise ReferFormatError(f"{where}: 'raw' and 'sent' must be strings, got {raw!r} and {sent!r}.")
+        raise ReferFormatError(
+            f"{where}: 'raw' and 'sent' must be strings, got {raw!r} and {sent!r}."
+        )
     tokens = record.get("tokens") or ()
     return Sentence(sent_id=sent_id, raw=raw, sent=sent, tokens=tuple(str(t) for t in tokens))
 
@@ -244,7 +254,9 @@ def _parse_ref(record, index):
         image_id=_field(record, "image_id", int, where),
         category_id=int(record.get("category_id", -1)),
         split=_field(record, "split", str, where),
-        sentences=tuple(_parse_sentence(s, f"{where} sentence #{i}") for i, s in enumerate(sentences)),
+        sentences=tuple(
+            _parse_sentence(s, f"{where} sentence #{i}") for i, s in enumerate(sentences)
+        ),
     )
 
 
@@ -254,17 +266,23 @@ def _parse_ref(record, index):
 
 def _check_rle(rle, height, width, where):
     if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
-        raise AnnotationError(f"{where}: an RLE must be a dict with 'size' and 'counts', got {rle!r:.80}.")
+        raise AnnotationError(
+            f"{where}: an RLE must be a dict with 'size' and 'counts', got {rle!r:.80}."
+        )
     size = [int(v) for v in rle["size"]]
     if size != [height, width]:
-        raise AnnotationError(f"{where}: RLE size {size} differs from the image size {[height, width]}.")
+        raise AnnotationError(
+            f"{where}: RLE size {size} differs from the image size {[height, width]}."
+        )
     counts = rle["counts"]
     if isinstance(counts, list):
         return mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     if not isinstance(counts, bytes):
-        raise AnnotationError(f"{where}: RLE counts must be a list or a string, got {type(counts).__name__}.")
+        raise AnnotationError(
+            f"{where}: RLE counts must be a list or a string, got {type(counts).__name__}."
+        )
     return {"size": size, "counts": counts}
 
 
@@ -285,14 +303,19 @@ def decode_segmentation(segmentation, height, width, where="segmentation"):
         raise AnnotationError(f"{where}: image size must be positive, got {height}x{width}.")
     if isinstance(segmentation, dict):
         rles = [_check_rle(segmentation, height, width, where)]
-    elif isinstance(segmentation, list) and segmentation and all(isinstance(p, dict) for p in segmentation):
+    elif (
+        isinstance(segmentation, list)
+        and segmentation
+        and all(isinstance(p, dict) for p in segmentation)
+    ):
         rles = [_check_rle(p, height, width, where) for p in segmentation]
     elif isinstance(segmentation, list) and all(isinstance(p, (list, tuple)) for p in segmentation):
         polygons = []
         for i, polygon in enumerate(segmentation):
             if len(polygon) % 2:
                 raise AnnotationError(
-                    f"{where}: polygon {i} has an odd number of coordinates ({len(polygon)}).")
+                    f"{where}: polygon {i} has an odd number of coordinates ({len(polygon)})."
+                )
             if len(polygon) >= 6:  # fewer than 3 points enclose nothing
                 polygons.append([float(v) for v in polygon])
         if not polygons:
@@ -301,12 +324,16 @@ def decode_segmentation(segmentation, height, width, where="segmentation"):
     else:
         raise AnnotationError(
             f"{where}: unsupported segmentation {segmentation!r:.80}; expected polygons, an RLE "
-            "dict or a list of RLE dicts.")
+            "dict or a list of RLE dicts."
+        )
     try:
         with warnings.catch_warnings():
             # pycocotools' result object predates NumPy 2's `copy` keyword; harmless.
-            warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore",
+                message=".*__array__ implementation doesn't accept a copy",
+                category=DeprecationWarning,
+            )
             masks = mask_utils.decode(rles)  # [H, W, N]
     except Exception as error:  # pycocotools raises bare exceptions on corrupt counts
         raise AnnotationError(f"{where}: pycocotools could not decode it ({error}).") from None
@@ -350,7 +377,9 @@ class ReferDataset:
         self._load_instances()
         refs = load_pickle(self.refs_path)
         if not isinstance(refs, list):
-            raise ReferFormatError(f"{self.refs_path} must hold a list of refs, got {type(refs).__name__}.")
+            raise ReferFormatError(
+                f"{self.refs_path} must hold a list of refs, got {type(refs).__name__}."
+            )
         parsed = [_parse_ref(r, i) for i, r in enumerate(refs)]
         self.refs = tuple(sorted(parsed, key=lambda r: r.ref_id))
         self._ref_by_id = {}
@@ -387,7 +416,9 @@ class ReferDataset:
             )
             self.annotations[ann.ann_id] = ann
         self.categories = {
-            int(c["id"]): str(c.get("name", "")) for c in instances.get("categories", []) if "id" in c
+            int(c["id"]): str(c.get("name", ""))
+            for c in instances.get("categories", [])
+            if "id" in c
         }
 
     @property
@@ -398,7 +429,8 @@ class ReferDataset:
     def check_split(self, split):
         if split not in self.splits:
             raise ValueError(
-                f"Split {split!r} is not in {self.refs_path}; present splits: {list(self.splits)}.")
+                f"Split {split!r} is not in {self.refs_path}; present splits: {list(self.splits)}."
+            )
 
     def refs_in_split(self, split):
         """The refs of `split`, sorted by ref_id."""
@@ -431,4 +463,6 @@ class ReferDataset:
         ann_id = ref_or_ann_id.ann_id if isinstance(ref_or_ann_id, Ref) else int(ref_or_ann_id)
         ann = self.annotation(ann_id)
         image = self.image_info(ann.image_id)
-        return decode_segmentation(ann.segmentation, image.height, image.width, where=f"annotation {ann_id}")
+        return decode_segmentation(
+            ann.segmentation, image.height, image.width, where=f"annotation {ann_id}"
+        )

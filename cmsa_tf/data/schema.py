@@ -11,7 +11,7 @@ One `tf.train.Example` per (ref, sentence) pair:
 | `image/id`           | int64        | COCO / REFER image id                                |
 | `mask/encoded`       | bytes        | single-channel 8-bit PNG, values in {0, 1}, H x W    |
 | `expression/raw`     | bytes        | the sentence as written (UTF-8)                      |
-| `expression/ids`     | int64 list   | token ids under the manifest's vocabulary, untruncated, no padding |
+| `expression/ids`     | int64 list   | token ids, untruncated, unpadded (manifest's vocab)  |
 | `ref/id`             | int64        | REFER ref id                                         |
 | `ann/id`             | int64        | COCO annotation id                                   |
 | `sentence/id`        | int64        | REFER sentence id                                    |

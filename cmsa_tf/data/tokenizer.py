@@ -67,7 +67,9 @@ def _as_text(sentence, name="sentence"):
         try:
             return sentence.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{name} must be UTF-8 text; got undecodable bytes ({error}).") from None
+            raise ValueError(
+                f"{name} must be UTF-8 text; got undecodable bytes ({error})."
+            ) from None
     if not isinstance(sentence, str):
         raise ValueError(f"{name} must be a str (or UTF-8 bytes), got {type(sentence).__name__}.")
     return sentence
@@ -103,7 +105,11 @@ def tokenize(sentence):
 def _check_max_length(max_length, allow_none=False):
     if max_length is None and allow_none:
         return None
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, (int, np.integer))
+        or max_length < 1
+    ):
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}.")
     return int(max_length)
 
@@ -114,7 +120,8 @@ def _check_token(token, index):
     if "\n" in token or "\r" in token or _WHITESPACE_EDGES_RE.search(token):
         raise ValueError(
             f"Vocabulary token {index} ({token!r}) has a line break or leading/trailing "
-            "whitespace; it cannot be stored one token a line.")
+            "whitespace; it cannot be stored one token a line."
+        )
 
 
 class Vocabulary:
@@ -148,7 +155,9 @@ class Vocabulary:
         index = {}
         for i, token in enumerate(tokens):
             if token in index:
-                raise ValueError(f"Vocabulary token {token!r} appears twice (ids {index[token]} and {i}).")
+                raise ValueError(
+                    f"Vocabulary token {token!r} appears twice (ids {index[token]} and {i})."
+                )
             index[token] = i
         if UNK_TOKEN not in index:
             raise ValueError(f"A vocabulary must contain {UNK_TOKEN!r}.")
@@ -302,7 +311,9 @@ def tf_tokenize(sentences):
     """
     sentences = tf.convert_to_tensor(sentences, dtype=tf.string)
     if sentences.shape.rank != 1:
-        raise ValueError(f"sentences must be a string tensor of rank 1 [B], got shape {sentences.shape}.")
+        raise ValueError(
+            f"sentences must be a string tensor of rank 1 [B], got shape {sentences.shape}."
+        )
     text = tf.strings.regex_replace(sentences, WHITESPACE_RUN_PATTERN, " ")
     text = tf.strings.regex_replace(text, EDGE_SPACES_PATTERN, "")
     # Rule 1 removed every "\n", so it can mark the borders of word runs.
@@ -337,7 +348,8 @@ def tf_encode(sentences, table, max_length, pad_id=0):
     rank = sentences.shape.rank
     if rank not in (0, 1):
         raise ValueError(
-            f"sentences must be a scalar or a rank-1 string tensor, got shape {sentences.shape}.")
+            f"sentences must be a scalar or a rank-1 string tensor, got shape {sentences.shape}."
+        )
     batch = sentences if rank == 1 else tf.expand_dims(sentences, 0)  # [B]
     tokens = tf_tokenize(batch)[:, :max_length]  # [B, (<= T)]
     ids = tf.ragged.map_flat_values(table.lookup, tokens)
@@ -352,7 +364,8 @@ def _check_canonical(path, vocabulary):
         raise ValueError(
             f"Vocabulary file {path!r} is not in canonical form (UTF-8, one token a line, '\\n' "
             "line endings, no surrounding spaces), so the in-graph table would differ from "
-            "Vocabulary.from_file. Rewrite it with Vocabulary.from_file(path).save(new_path).")
+            "Vocabulary.from_file. Rewrite it with Vocabulary.from_file(path).save(new_path)."
+        )
 
 
 class TFTokenizer(tf.Module):

@@ -13,5 +13,5 @@ def refer_fixture():
 
 @pytest.fixture(scope="session")
 def refer_fixture_root(refer_fixture, tmp_path_factory):
-    """A REFER root written by `refer_fixture.write_refer_root` (read-only for tests): its info dict."""
+    """A REFER root written by `refer_fixture.write_refer_root` (read-only): its info dict."""
     return refer_fixture.write_refer_root(tmp_path_factory.mktemp("refer_root"))

@@ -192,7 +192,10 @@ def write_refer_root(root):
     blob_uncompressed = _ellipse(40, 48, 20, 10, 12, 6)
     segmentations = {
         101: [[4.0, 4.0, 30.0, 6.0, 12.0, 26.0]],
-        102: [[2.0, 2.0, 10.0, 2.0, 10.0, 10.0, 2.0, 10.0], [20.0, 15.0, 35.0, 15.0, 35.0, 28.0, 20.0, 28.0]],
+        102: [
+            [2.0, 2.0, 10.0, 2.0, 10.0, 10.0, 2.0, 10.0],
+            [20.0, 15.0, 35.0, 15.0, 35.0, 28.0, 20.0, 28.0],
+        ],
         103: compressed_rle(blob_b),
         104: uncompressed_rle(blob_uncompressed),
         105: [[5.5, 5.5, 30.5, 5.5, 30.5, 30.5, 5.5, 30.5]],
@@ -202,10 +205,19 @@ def write_refer_root(root):
     }
     ann_images = {101: 1, 102: 1, 103: 2, 104: 2, 105: 3, 106: 3, 107: 4, 108: 5}
     instances = {
-        "images": [{"id": i, "file_name": f, "height": h, "width": w} for i, (f, h, w) in images.items()],
+        "images": [
+            {"id": i, "file_name": f, "height": h, "width": w} for i, (f, h, w) in images.items()
+        ],
         "annotations": [
-            {"id": a, "image_id": ann_images[a], "category_id": 1, "segmentation": seg, "iscrowd": 0,
-             "area": 1.0, "bbox": [0.0, 0.0, 1.0, 1.0]}
+            {
+                "id": a,
+                "image_id": ann_images[a],
+                "category_id": 1,
+                "segmentation": seg,
+                "iscrowd": 0,
+                "area": 1.0,
+                "bbox": [0.0, 0.0, 1.0, 1.0],
+            }
             for a, seg in segmentations.items()
         ],
         "categories": [{"id": 1, "name": "thing", "supercategory": "thing"}],
@@ -214,8 +226,15 @@ def write_refer_root(root):
         json.dump(instances, f)
 
     def sentences(first_id, texts):
-        return [{"sent_id": first_id + i, "raw": Py2Unicode(text), "sent": text.lower(),
-                 "tokens": text.lower().split()} for i, text in enumerate(texts)]
+        return [
+            {
+                "sent_id": first_id + i,
+                "raw": Py2Unicode(text),
+                "sent": text.lower(),
+                "tokens": text.lower().split(),
+            }
+            for i, text in enumerate(texts)
+        ]
 
     refs = [
         (1, 101, "train", ["The man, left.", "red triangle on the LEFT"]),
@@ -231,11 +250,18 @@ def write_refer_root(root):
     ref_records = []
     for ref_id, ann_id, split, texts in refs:
         sents = sentences(ref_id * 10, texts)
-        ref_records.append({
-            "ref_id": ref_id, "ann_id": ann_id, "image_id": ann_images[ann_id], "split": split,
-            "category_id": 1, "sent_ids": [s["sent_id"] for s in sents], "sentences": sents,
-            "file_name": "COCO_train2014_%012d_%d.jpg" % (ann_images[ann_id], ann_id),
-        })
+        ref_records.append(
+            {
+                "ref_id": ref_id,
+                "ann_id": ann_id,
+                "image_id": ann_images[ann_id],
+                "split": split,
+                "category_id": 1,
+                "sent_ids": [s["sent_id"] for s in sents],
+                "sentences": sents,
+                "file_name": "COCO_train2014_%012d_%d.jpg" % (ann_images[ann_id], ann_id),
+            }
+        )
     # Written out of ref_id order: the reader sorts.
     order = [4, 0, 8, 2, 1, 6, 3, 5, 7]
     with open(os.path.join(data_dir, f"refs({SPLIT_BY}).p"), "wb") as f:

@@ -1,4 +1,4 @@
-"""Tests of cmsa_tf/data/pipeline.py: decoding, resize-and-pad and its inverse, datasets."""
+"""Tests of cmsa_tf/data/pipeline.py: Decoder, Parser, word padding, datasets."""
 
 import io
 import json
@@ -12,7 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cmsa_tf.data import pipeline, schema
+from cmsa_tf.data import pipeline, preprocess, schema
+from tests.data.synthetic import blob as _blob
+from tests.data.synthetic import encode as _encode
+from tests.data.synthetic import iou as _iou
+from tests.data.synthetic import np_resize_and_pad as _np_resize_and_pad
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEAN_BGR = np.array([104.00699, 116.66877, 122.67891], np.float32)
@@ -20,18 +24,6 @@ SIZE = 32
 MAX_WORDS = 6
 # (height, width) of the synthetic examples; example i has first word id i + 1.
 SIZES = [(24, 32), (32, 24), (30, 30), (20, 36), (40, 28), (33, 17), (16, 16), (45, 60)]
-
-
-def _encode(array, fmt="PNG", **kwargs):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def _blob(height, width, cy=0.5, cx=0.5, ry=0.3, rx=0.35):
-    yy, xx = np.mgrid[:height, :width]
-    inside = ((yy + 0.5) / height - cy) ** 2 / ry**2 + ((xx + 0.5) / width - cx) ** 2 / rx**2
-    return (inside <= 1.0).astype(np.uint8)
 
 
 def _record(image, mask, ids, index=0, image_bytes=None, fmt="png"):
@@ -92,199 +84,13 @@ def _first_ids(dataset, num_batches=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy references, written independently of the pipeline.
-# ---------------------------------------------------------------------------------------------
-
-
-def _np_geometry(height, width, size):
-    scale = size / max(height, width)
-    rh = max(1, int(np.round(height * scale)))
-    rw = max(1, int(np.round(width * scale)))
-    return rh, rw, (size - rh) // 2, (size - rw) // 2
-
-
-def _np_bilinear_axis(in_size, out_size):
-    src = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
-    lo = np.floor(src)
-    frac = src - lo
-    lo_i = np.clip(lo.astype(int), 0, in_size - 1)
-    hi_i = np.clip(lo.astype(int) + 1, 0, in_size - 1)
-    return lo_i, hi_i, frac
-
-
-def _np_resize_bilinear(array, out_h, out_w):
-    array = array.astype(np.float64)
-    lo, hi, f = _np_bilinear_axis(array.shape[0], out_h)
-    rows = array[lo] * (1 - f)[:, None] + array[hi] * f[:, None]
-    lo, hi, f = _np_bilinear_axis(array.shape[1], out_w)
-    return rows[:, lo] * (1 - f)[None, :] + rows[:, hi] * f[None, :]
-
-
-def _np_resize_and_pad(array, size):
-    rh, rw, top, left = _np_geometry(*array.shape, size)
-    out = np.zeros((size, size))
-    out[top : top + rh, left : left + rw] = _np_resize_bilinear(array, rh, rw)
-    return out
-
-
-def _iou(a, b):
-    a, b = a.astype(bool), b.astype(bool)
-    return np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
-
-
-# ---------------------------------------------------------------------------------------------
-# Geometry.
+# Decoding and words.
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "height,width,size,expected",
-    [
-        # (resized_height, resized_width, pad_top, pad_left)
-        ((480, 640, 320, (240, 320, 40, 0))),
-        ((640, 480, 320, (320, 240, 0, 40))),
-        ((427, 640, 320, (214, 320, 53, 0))),  # 213.5 rounds half to even -> 214
-        ((1, 1000, 320, (1, 320, 159, 0))),  # never 0 pixels
-        ((32, 32, 32, (32, 32, 0, 0))),
-        ((10, 7, 64, (64, 45, 0, 9))),
-    ],
+    "mode,fmt", [("L", "PNG"), ("L", "JPEG"), ("RGBA", "PNG"), ("RGB", "GIF"), ("RGB", "BMP")]
 )
-def test_resize_and_pad_info(height, width, size, expected):
-    info = pipeline.resize_and_pad_info(height, width, size)
-    got = tuple(int(info[k]) for k in ("resized_height", "resized_width", "pad_top", "pad_left"))
-    assert got == expected
-    assert got == _np_geometry(height, width, size)
-    assert int(info["orig_height"]) == height and int(info["orig_width"]) == width
-    assert float(info["scale"]) == pytest.approx(size / max(height, width))
-
-
-def test_resize_and_pad_matches_numpy_reference():
-    rng = np.random.default_rng(1)
-    image = rng.random((37, 53, 2)).astype(np.float32)
-    padded, info = pipeline.resize_and_pad(image, 48)
-    assert padded.shape == (48, 48, 2) and padded.dtype == tf.float32
-    for c in range(2):
-        np.testing.assert_allclose(padded[..., c], _np_resize_and_pad(image[..., c], 48), atol=1e-5)
-    top, rh = int(info["pad_top"]), int(info["resized_height"])
-    assert np.all(padded.numpy()[:top] == 0) and np.all(padded.numpy()[top + rh :] == 0)
-
-
-def test_round_trip_exact_when_size_matches():
-    rng = np.random.default_rng(2)
-    for shape in [(64, 64, 3), (64, 48, 1), (40, 64, 2)]:
-        values = rng.random(shape).astype(np.float32)
-        padded, info = pipeline.resize_and_pad(values, 64)
-        np.testing.assert_array_equal(pipeline.unpad_and_resize(padded, info).numpy(), values)
-        mask = (values[..., :1] > 0.5).astype(np.uint8)
-        padded_mask, info = pipeline.resize_and_pad_mask(mask, 64)
-        restored = pipeline.binarize(pipeline.unpad_and_resize(padded_mask, info)).numpy()
-        np.testing.assert_array_equal(restored, mask.astype(np.float32))
-
-
-def test_round_trip_big_blob_iou():
-    mask = _blob(240, 320)[..., None]  # an ellipse over about a third of the image
-    for size in (160, 96):
-        padded, info = pipeline.resize_and_pad_mask(mask, size)
-        assert set(np.unique(padded.numpy())) == {0.0, 1.0}
-        restored = pipeline.binarize(pipeline.unpad_and_resize(padded, info)).numpy()
-        assert restored.shape == mask.shape
-        iou = _iou(restored, mask)
-        assert iou > 0.98, (size, iou)
-        # Differences only on the blob's boundary: nothing far from an edge flips.
-        eroded = _blob(240, 320, ry=0.27, rx=0.32)[..., None]
-        assert np.all(restored[eroded == 1] == 1)
-        assert np.all(restored[_blob(240, 320, ry=0.33, rx=0.38)[..., None] == 0] == 0)
-
-
-def test_graph_mode_with_unknown_sizes_matches_eager():
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-    def preprocess(image):
-        return pipeline.preprocess_image(image, 32)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([32, 32, 1], tf.float32),
-            {k: tf.TensorSpec([], tf.float32 if k == "scale" else tf.int32) for k in pipeline.INFO_KEYS},
-        ]
-    )
-    def restore(prediction, info):
-        return pipeline.unpad_and_resize(prediction, info)
-
-    image = np.random.default_rng(3).integers(0, 256, (21, 50, 3), dtype=np.uint8)
-    graph_image, graph_info = preprocess(tf.constant(image))
-    eager_image, eager_info = pipeline.preprocess_image(image, 32)
-    np.testing.assert_array_equal(graph_image.numpy(), eager_image.numpy())
-    assert {k: float(v) for k, v in graph_info.items()} == {k: float(v) for k, v in eager_info.items()}
-    restored = restore(graph_image[..., :1], graph_info)
-    assert restored.shape == (21, 50, 1)
-
-
-def test_batched_preprocess_and_restore_match_single():
-    rng = np.random.default_rng(4)
-    images = [rng.integers(0, 256, s + (3,), dtype=np.uint8) for s in [(20, 30), (35, 12)]]
-    encoded = tf.constant([_encode(im) for im in images])
-    batch, info = pipeline.preprocess_encoded_images(encoded, 24)
-    assert batch.shape == (2, 24, 24, 3)
-    for i, image in enumerate(images):
-        single, single_info = pipeline.preprocess_image(image, 24)
-        np.testing.assert_allclose(batch[i].numpy(), single.numpy(), atol=1e-4)
-        for key in pipeline.INFO_KEYS:
-            assert float(info[key][i]) == float(single_info[key])
-
-    ragged = tf.ragged.constant([im.tolist() for im in images], ragged_rank=2, dtype=tf.uint8)
-    padded, ragged_info = pipeline.resize_and_pad_batch(ragged, 24)
-    np.testing.assert_allclose(
-        pipeline.normalize_image(padded).numpy(), batch.numpy(), atol=1e-4
-    )
-    assert ragged_info["pad_left"].numpy().tolist() == info["pad_left"].numpy().tolist()
-
-    predictions = rng.random((2, 24, 24, 1)).astype(np.float32)
-    restored = pipeline.unpad_and_resize_batch(predictions, info).numpy()
-    assert restored.shape == (2, 35, 30, 1)
-    for i, image in enumerate(images):
-        one = {key: info[key][i] for key in pipeline.INFO_KEYS}
-        single = pipeline.unpad_and_resize(predictions[i], one).numpy()
-        h, w = image.shape[:2]
-        np.testing.assert_allclose(restored[i, :h, :w], single, atol=1e-6)
-        assert np.all(restored[i, h:] == 0) and np.all(restored[i, :, w:] == 0)
-
-
-def test_bad_arguments_raise_value_error():
-    with pytest.raises(ValueError, match="method"):
-        pipeline.resize_and_pad(np.zeros((4, 4, 1)), 8, method="cubic-ish")
-    with pytest.raises(ValueError, match="size"):
-        pipeline.resize_and_pad(np.zeros((4, 4, 1)), 0)
-    with pytest.raises(ValueError, match="image must have rank 3"):
-        pipeline.resize_and_pad(np.zeros((4, 4)), 8)
-    with pytest.raises(ValueError, match="info is missing"):
-        pipeline.unpad_and_resize(np.zeros((8, 8, 1)), {"pad_top": 0})
-    with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
-        pipeline.normalize_image(np.zeros((4, 4, 4), np.uint8))
-    with pytest.raises(ValueError, match="max_words"):
-        pipeline.pad_words([1, 2], 0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pixels and words.
-# ---------------------------------------------------------------------------------------------
-
-
-def test_normalization_at_known_pixels():
-    image = np.zeros((40, 60, 3), np.uint8)
-    image[:, :30] = (10, 20, 30)
-    image[:, 30:] = (200, 150, 100)
-    normalized, info = pipeline.preprocess_image(image, 30)  # resized 20 x 30, pad_top 5
-    assert (int(info["pad_top"]), int(info["resized_height"])) == (5, 20)
-    out = normalized.numpy()
-    np.testing.assert_allclose(out[15, 5], np.array([30, 20, 10]) - MEAN_BGR, atol=1e-4)
-    np.testing.assert_allclose(out[15, 25], np.array([100, 150, 200]) - MEAN_BGR, atol=1e-4)
-    # The authors pad with 0 and subtract the mean afterwards: the pad is -mean.
-    np.testing.assert_allclose(out[0, 0], -MEAN_BGR, atol=1e-6)
-    np.testing.assert_allclose(out[29, 29], -MEAN_BGR, atol=1e-6)
-    np.testing.assert_array_equal(pipeline.denormalize_image(out[15, 25]).numpy(), [200, 150, 100])
-
-
-@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("L", "JPEG"), ("RGBA", "PNG"), ("RGB", "GIF"), ("RGB", "BMP")])
 def test_decode_gives_three_channels(mode, fmt):
     rng = np.random.default_rng(5)
     if mode == "L":
@@ -317,6 +123,11 @@ def test_words_truncated_and_padded(length):
     assert words.tolist() == expected
 
 
+def test_bad_word_slots_raise_value_error():
+    with pytest.raises(ValueError, match="max_words"):
+        pipeline.pad_words([1, 2], 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Datasets.
 # ---------------------------------------------------------------------------------------------
@@ -345,11 +156,20 @@ def test_element_keys_shapes_and_dtypes(records):
     assert {k: (v.dtype, tuple(v.shape)) for k, v in batch.items()} == expected
 
     extra = {
-        "image_bytes": tf.string, "orig_mask_png": tf.string, "expression": tf.string,
-        "image_id": tf.int64, "ref_id": tf.int64, "ann_id": tf.int64, "sentence_id": tf.int64,
+        "image_bytes": tf.string,
+        "orig_mask_png": tf.string,
+        "expression": tf.string,
+        "image_id": tf.int64,
+        "ref_id": tf.int64,
+        "ann_id": tf.int64,
+        "sentence_id": tf.int64,
     }
     dataset = pipeline.make_dataset(
-        files, image_size=SIZE, max_words=MAX_WORDS, batch_size=3, training=False,
+        files,
+        image_size=SIZE,
+        max_words=MAX_WORDS,
+        batch_size=3,
+        training=False,
         include_original=True,
     )
     batches = list(dataset)
@@ -362,7 +182,11 @@ def test_element_keys_shapes_and_dtypes(records):
 def test_evaluation_order_values_and_round_trip(records):
     _, files, examples = records
     dataset = pipeline.make_dataset(
-        files, image_size=SIZE, max_words=MAX_WORDS, batch_size=1, training=False,
+        files,
+        image_size=SIZE,
+        max_words=MAX_WORDS,
+        batch_size=1,
+        training=False,
         include_original=True,
     )
     elements = [{k: v[0] for k, v in batch.items()} for batch in dataset]
@@ -385,17 +209,15 @@ def test_evaluation_order_values_and_round_trip(records):
         assert set(np.unique(got)) <= {0.0, 1.0}
         # The image is the normalised NumPy resize-and-pad of the original.
         rgb = np.stack([_np_resize_and_pad(image[..., c], SIZE) for c in range(3)], -1)
-        np.testing.assert_allclose(
-            element["image"].numpy(), rgb[..., ::-1] - MEAN_BGR, atol=2e-3
-        )
+        np.testing.assert_allclose(element["image"].numpy(), rgb[..., ::-1] - MEAN_BGR, atol=2e-3)
         # The original bytes come back, and the info fields map the mask back onto them.
         original = np.array(Image.open(io.BytesIO(element["orig_mask_png"].numpy())))
         np.testing.assert_array_equal(original, mask)
         np.testing.assert_array_equal(
             np.array(Image.open(io.BytesIO(element["image_bytes"].numpy()))), image
         )
-        info = {k: element[k] for k in pipeline.INFO_KEYS}
-        restored = pipeline.binarize(pipeline.unpad_and_resize(element["mask"], info)).numpy()
+        info = {k: element[k] for k in preprocess.INFO_KEYS}
+        restored = preprocess.binarize(preprocess.unpad_and_resize(element["mask"], info)).numpy()
         assert restored.shape == (h, w, 1)
         assert _iou(restored[..., 0], original) > 0.8  # tiny masks (16-60 px) at a 32 px input
 
@@ -405,8 +227,14 @@ def test_deterministic_mode_repeats_batches(records):
 
     def first_ids(seed):
         dataset = pipeline.make_dataset(
-            files, image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=True,
-            deterministic=True, seed=seed, shuffle_buffer=8,
+            files,
+            image_size=SIZE,
+            max_words=MAX_WORDS,
+            batch_size=2,
+            training=True,
+            deterministic=True,
+            seed=seed,
+            shuffle_buffer=8,
         )
         batches = list(dataset.take(8))  # two epochs: training repeats
         return [b["words"][:, 0].numpy().tolist() for b in batches], batches
@@ -422,7 +250,9 @@ def test_deterministic_mode_repeats_batches(records):
     # Shuffled: the order differs from the file order and between seeds.
     ids_c, _ = first_ids(8)
     evaluation = _first_ids(
-        pipeline.make_dataset(files, image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=False)
+        pipeline.make_dataset(
+            files, image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=False
+        )
     )
     assert flat[:8] != evaluation
     assert ids_c != ids_a
@@ -436,7 +266,11 @@ def test_input_context_shards_and_batches_per_replica(records):
             num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=4
         )
         dataset = pipeline.make_dataset(
-            files, image_size=SIZE, max_words=MAX_WORDS, batch_size=4, training=False,
+            files,
+            image_size=SIZE,
+            max_words=MAX_WORDS,
+            batch_size=4,
+            training=False,
             input_context=context,
         )
         batches = list(dataset)
@@ -445,14 +279,21 @@ def test_input_context_shards_and_batches_per_replica(records):
     assert seen[0].isdisjoint(seen[1])
     assert seen[0] | seen[1] == set(range(1, 9))
     # One file, two pipelines: records are sharded instead.
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2
+    )
     one_file = pipeline.make_dataset(
-        files[0], image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=False,
+        files[0],
+        image_size=SIZE,
+        max_words=MAX_WORDS,
+        batch_size=2,
+        training=False,
         input_context=context,
     )
     assert _first_ids(one_file) == [2, 4]
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(records):
     _, files, _ = records
     script = textwrap.dedent(
@@ -484,12 +325,16 @@ def test_mirrored_strategy_over_two_logical_cpus(records):
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
         timeout=120,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["replicas"] == 2
     assert len(result["steps"]) == 2
     for step in result["steps"]:
@@ -504,8 +349,12 @@ def test_corrupt_image_raises_or_is_skipped(tmp_path):
     bad = _record(None, mask, [9], 1, image_bytes=b"this is not an image")
     truncated = _record(None, mask, [9], 2, image_bytes=_encode(image)[:40])
     path = _write(tmp_path / "corrupt.tfrecord", [good, bad, good, truncated, good])
-    dataset = pipeline.make_dataset(path, image_size=SIZE, max_words=MAX_WORDS, batch_size=1, training=False)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ref/id 2001.*image/encoded is not a JPEG"):
+    dataset = pipeline.make_dataset(
+        path, image_size=SIZE, max_words=MAX_WORDS, batch_size=1, training=False
+    )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"ref/id 2001.*image/encoded is not a JPEG"
+    ):
         list(dataset)
     skipped = pipeline.make_dataset(
         path, image_size=SIZE, max_words=MAX_WORDS, batch_size=1, training=False, skip_corrupt=True
@@ -516,12 +365,24 @@ def test_corrupt_image_raises_or_is_skipped(tmp_path):
 def test_inconsistent_record_sizes_raise(tmp_path):
     image, mask, ids = _examples()[0]
     wrong_mask = schema.serialize_example(
-        image_encoded=_encode(image), image_format="png", height=24, width=32,
-        mask_png=_encode(mask[:10]), expression="x", ids=ids, ref_id=7,
+        image_encoded=_encode(image),
+        image_format="png",
+        height=24,
+        width=32,
+        mask_png=_encode(mask[:10]),
+        expression="x",
+        ids=ids,
+        ref_id=7,
     )
     wrong_size = schema.serialize_example(
-        image_encoded=_encode(image), image_format="png", height=99, width=32,
-        mask_png=_encode(mask), expression="x", ids=ids, ref_id=8,
+        image_encoded=_encode(image),
+        image_format="png",
+        height=99,
+        width=32,
+        mask_png=_encode(mask),
+        expression="x",
+        ids=ids,
+        ref_id=8,
     )
     decoder = pipeline.Decoder()
     with pytest.raises(tf.errors.InvalidArgumentError, match="mask/encoded is 10x32"):
@@ -542,8 +403,12 @@ def test_dataset_from_manifest(records, tmp_path):
     )
     assert sorted(_first_ids(dataset)) == list(range(1, 9))
     same = pipeline.dataset_from_manifest(
-        str(directory / "manifest.json"), "train", image_size=SIZE, max_words=MAX_WORDS,
-        batch_size=4, training=False,
+        str(directory / "manifest.json"),
+        "train",
+        image_size=SIZE,
+        max_words=MAX_WORDS,
+        batch_size=4,
+        training=False,
     )
     assert _first_ids(same) == _first_ids(dataset)
     with pytest.raises(ValueError, match=r"Split 'val' is not in the manifest.*\['train'\]"):

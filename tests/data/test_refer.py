@@ -21,14 +21,21 @@ def test_refs_load_sorted_and_decoded(data, refer_fixture_root):
     expected = {r["ref_id"]: r for r in refer_fixture_root["refs"]}
     for ref in data.refs:
         source = expected[ref.ref_id]
-        assert (ref.ann_id, ref.image_id, ref.split) == (source["ann_id"], source["image_id"], source["split"])
+        assert (ref.ann_id, ref.image_id, ref.split) == (
+            source["ann_id"],
+            source["image_id"],
+            source["split"],
+        )
         assert [s.sent_id for s in ref.sentences] == source["sent_ids"]
         for sentence, raw in zip(ref.sentences, source["sentences"]):
             # `raw` was pickled as Python 2 unicode, `sent` as a Python 2 byte string.
             assert type(sentence.raw) is str and type(sentence.sent) is str
             assert sentence.raw == raw["raw"] and sentence.sent == raw["raw"].lower()
             assert sentence.tokens == tuple(raw["raw"].lower().split())
-    assert data.images[2].file_name == "img_b.png" and (data.images[2].height, data.images[2].width) == (40, 48)
+    assert data.images[2].file_name == "img_b.png" and (
+        data.images[2].height,
+        data.images[2].width,
+    ) == (40, 48)
     assert data.categories == {1: "thing"}
 
 
@@ -50,7 +57,9 @@ def test_masks_equal_pycocotools(data, refer_fixture_root):
     for ann_id, source in refer_fixture_root["rle_masks"].items():
         np.testing.assert_array_equal(data.mask(ann_id), source)
     # The multi-polygon mask is the union of its parts, and bigger than each.
-    parts = [refer.decode_segmentation([p], 32, 40) for p in refer_fixture_root["segmentations"][102]]
+    parts = [
+        refer.decode_segmentation([p], 32, 40) for p in refer_fixture_root["segmentations"][102]
+    ]
     union = data.mask(data.ref(2))
     np.testing.assert_array_equal(union, np.maximum(parts[0], parts[1]))
     assert union.sum() > parts[0].sum() > 0 and union.sum() > parts[1].sum() > 0
@@ -66,7 +75,9 @@ def test_decode_segmentation_forms(refer_fixture):
     seg = [refer_fixture.compressed_rle(a), refer_fixture.uncompressed_rle(b)]
     np.testing.assert_array_equal(refer.decode_segmentation(seg, 10, 12), a | b)
     # A polygon of two points would be read as a box by pycocotools: it encloses nothing.
-    np.testing.assert_array_equal(refer.decode_segmentation([[1, 1, 8, 8]], 10, 12), np.zeros([10, 12]))
+    np.testing.assert_array_equal(
+        refer.decode_segmentation([[1, 1, 8, 8]], 10, 12), np.zeros([10, 12])
+    )
     with pytest.raises(refer.AnnotationError, match="differs from the image size"):
         refer.decode_segmentation(refer_fixture.compressed_rle(a), 12, 10)
     with pytest.raises(refer.AnnotationError, match="odd number"):
@@ -78,7 +89,9 @@ def test_decode_segmentation_forms(refer_fixture):
 def test_unknown_dataset_and_split_by(refer_fixture_root):
     with pytest.raises(ValueError, match=r"Unknown dataset 'coco'.*refcoco\+.*refcocog.*shapes"):
         refer.ReferDataset(refer_fixture_root["refer_root"], "coco", "unc")
-    with pytest.raises(ValueError, match=r"Unknown split_by 'umd' for dataset 'refcoco\+'; valid: \['unc'\]"):
+    with pytest.raises(
+        ValueError, match=r"Unknown split_by 'umd' for dataset 'refcoco\+'; valid: \['unc'\]"
+    ):
         refer.check_dataset("refcoco+", "umd")
     refer.check_dataset("shapes", "shapes")
     refer.check_dataset("refclef", "berkeley")
@@ -87,16 +100,21 @@ def test_unknown_dataset_and_split_by(refer_fixture_root):
 
 
 def test_py2_pickle_strings(refer_fixture):
-    data = refer_fixture.py2_pickle_dumps({
-        "utf8": "caf\u00e9".encode("utf-8"),
-        "latin1": b"caf\xe9",
-        "unicode": refer_fixture.Py2Unicode("日本"),
+    data = refer_fixture.py2_pickle_dumps(
+        {
+            "utf8": "caf\u00e9".encode("utf-8"),
+            "latin1": b"caf\xe9",
+            "unicode": refer_fixture.Py2Unicode("日本"),
+            "numbers": [1, -5, 70000, 2**40, 1.5, None, True],
+            "pair": (1, "x"),
+        }
+    )
+    assert refer.load_pickle(data) == {
+        "utf8": "café",
+        "latin1": "café",
+        "unicode": "日本",
         "numbers": [1, -5, 70000, 2**40, 1.5, None, True],
         "pair": (1, "x"),
-    })
-    assert refer.load_pickle(data) == {
-        "utf8": "café", "latin1": "café", "unicode": "日本",
-        "numbers": [1, -5, 70000, 2**40, 1.5, None, True], "pair": (1, "x"),
     }
 
 
@@ -129,14 +147,17 @@ def test_unpickler_refuses_code(tmp_path):
 
 
 def test_unpickler_refuses_objects_and_reconstructor(tmp_path):
-    # Protocol 0/1 pickles of objects go through copy_reg._reconstructor; protocol 2 names the class.
+    # Protocol 0/1 pickles of objects go through copy_reg._reconstructor; protocol 2 names the
+    # class.
     with pytest.raises(refer.UnsafePickleError, match=r"copy_?reg\._reconstructor"):
         refer.load_pickle(pickle.dumps([_Plain()], protocol=1))
     with pytest.raises(refer.UnsafePickleError, match="Refusing to load global"):
         refer.load_pickle(pickle.dumps(refer.Sentence(1, "a", "a", ()), protocol=2))
     path = tmp_path / "refs(unc).p"
     path.write_bytes(pickle.dumps(_Exploit(tmp_path / "m"), protocol=2))
-    with pytest.raises(refer.UnsafePickleError, match=str(path).replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        refer.UnsafePickleError, match=str(path).replace("(", r"\(").replace(")", r"\)")
+    ):
         refer.load_pickle(path)
 
 

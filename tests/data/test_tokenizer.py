@@ -13,17 +13,93 @@ from cmsa_tf.data.tokenizer import TFTokenizer, Vocabulary, tf_encode, tf_tokeni
 # Pieces for generated sentences: words, digits, punctuation, whitespace of every kind, accents,
 # case pairs that differ between Unicode and ASCII lower-casing, CJK, emoji, control characters.
 ATOMS = [
-    "the", "Man", "LEFT", "a", "dog's", "x2", "42", "3.5", "_under_score", "far-right", "café",
-    "ÉCOLE", "straße", "İstanbul", "ıi", "ΣΟΦΙΑΣ", "naïve", "e\u0301", "日本語", "中文字", "😀",
-    "👨\u200d👩\u200d👧", "½", "²", "٣", ",", ".", "...", "!?", "(", ")", "-", "--", "'", '"', "&",
-    "#1", "@", "/", "\\", "$", "%", "<pad>", "<unk>", "\u00a0", "\t", "\n", "\r\n", "\x0b", "\x0c",
-    "\x85", "\u2003", "\u3000", "\u200b", "\ufeff", "\x00", "\x1f", "\x7f", "\u2028", " ", "   ",
+    "the",
+    "Man",
+    "LEFT",
+    "a",
+    "dog's",
+    "x2",
+    "42",
+    "3.5",
+    "_under_score",
+    "far-right",
+    "café",
+    "ÉCOLE",
+    "straße",
+    "İstanbul",
+    "ıi",
+    "ΣΟΦΙΑΣ",
+    "naïve",
+    "e\u0301",
+    "日本語",
+    "中文字",
+    "😀",
+    "👨\u200d👩\u200d👧",
+    "½",
+    "²",
+    "٣",
+    ",",
+    ".",
+    "...",
+    "!?",
+    "(",
+    ")",
+    "-",
+    "--",
+    "'",
+    '"',
+    "&",
+    "#1",
+    "@",
+    "/",
+    "\\",
+    "$",
+    "%",
+    "<pad>",
+    "<unk>",
+    "\u00a0",
+    "\t",
+    "\n",
+    "\r\n",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u2003",
+    "\u3000",
+    "\u200b",
+    "\ufeff",
+    "\x00",
+    "\x1f",
+    "\x7f",
+    "\u2028",
+    " ",
+    "   ",
 ]
 SEPARATORS = ["", " ", " ", " ", "  ", "\t", " . ", ", ", "\u00a0"]
 EDGE_CASES = [
-    "", " ", ".", "..", " . ", "...", "only ... ?!", "trailing dot.", "trailing dots..", "a.",
-    "A . ", "\t\tTabs\tand  spaces  .  ", "word.\n", "\n\n", "\u3000全角\u3000", "x" * 40,
-    "the  man ,\t(left)", "ΣΣ σ ς", "İI ıi", "Straße STRASSE", ". . .", "a . b .", "!.",
+    "",
+    " ",
+    ".",
+    "..",
+    " . ",
+    "...",
+    "only ... ?!",
+    "trailing dot.",
+    "trailing dots..",
+    "a.",
+    "A . ",
+    "\t\tTabs\tand  spaces  .  ",
+    "word.\n",
+    "\n\n",
+    "\u3000全角\u3000",
+    "x" * 40,
+    "the  man ,\t(left)",
+    "ΣΣ σ ς",
+    "İI ıi",
+    "Straße STRASSE",
+    ". . .",
+    "a . b .",
+    "!.",
 ]
 
 
@@ -119,7 +195,9 @@ def test_python_and_tf_faces_agree_on_ids(corpus, corpus_vocab):
     assert (expected == vocab.unk_id).any() and (expected > vocab.unk_id).any()
     assert (~expected_mask).any() and expected_mask.all(axis=1).any()
     # The vocabulary holds non-ASCII tokens and tokens with inner spaces, read back by TF.
-    assert any(" " in t for t in vocab.tokens) and any(ord(c) > 127 for t in vocab.tokens for c in t)
+    assert any(" " in t for t in vocab.tokens) and any(
+        ord(c) > 127 for t in vocab.tokens for c in t
+    )
 
 
 def test_truncation_and_padding():
@@ -220,7 +298,8 @@ def test_tf_tokenizer_in_tf_function_and_tf_data(corpus_vocab):
     batched = tf.data.Dataset.from_tensor_slices(sentences).batch(2).map(layer).unbatch()
     np.testing.assert_array_equal(np.stack(list(batched.as_numpy_iterator())), expected)
     np.testing.assert_array_equal(
-        tf_encode(tf.constant(sentences), layer.table, 6, pad_id=0).numpy(), expected)
+        tf_encode(tf.constant(sentences), layer.table, 6, pad_id=0).numpy(), expected
+    )
     with pytest.raises(ValueError, match="rank"):
         layer(tf.constant([sentences]))
 
@@ -231,8 +310,9 @@ def test_tf_tokenizer_survives_saved_model(corpus_vocab, tmp_path):
     vocab.save(vocab_copy)
     module = tf.Module()
     module.tokenizer = TFTokenizer(vocab_copy, 5)
-    module.encode = tf.function(module.tokenizer.__call__,
-                                input_signature=[tf.TensorSpec([None], tf.string)])
+    module.encode = tf.function(
+        module.tokenizer.__call__, input_signature=[tf.TensorSpec([None], tf.string)]
+    )
     export_dir = str(tmp_path / "saved")
     tf.saved_model.save(module, export_dir)
     os.remove(vocab_copy)  # the SavedModel must carry its own copy
