@@ -1,14 +1,18 @@
 """Config builders shared by the files in `configs/`.
 
-The files in `configs/` are what users pass to `--config`; each is a few lines that call one of these
-builders, so the paper's recipe is written once. Only `build_model` and the absl mains read configs;
-layers take plain keyword arguments.
+The files in `configs/` are what users pass to `--config`; each is a few lines that call one of
+these builders, so the paper's recipe is written once. Only `build_model` and the absl mains read
+configs; layers take plain keyword arguments.
+
+`config.model.levels` and the per-level `attention.key_dims` / `attention.reduce_dims` always list
+the three levels res5, res4, res3. With `model.fusion = "single"` (the one-level reference of
+Tables 2-3) `build_model` passes only their first entries (res5) to the model.
 """
 
 import ml_collections
 
-# Per-level settings of the authors' released code (spec, "Official-code form"), in level order
-# res5, res4, res3.
+# Per-level settings of the authors' released code (docs/design.md, "The official-code form"), in
+# level order res5, res4, res3.
 OFFICIAL_KEY_DIMS = (512, 128, 64)
 OFFICIAL_REDUCE_DIMS = (None, 256, 128)
 OFFICIAL_RES5_PROJECTION = 1000
@@ -16,7 +20,11 @@ OFFICIAL_RES5_PROJECTION = 1000
 VALID_ARGS = ("", "paper", "official")
 
 
-def _parse_arg(arg):
+def parse_config_arg(arg: str | None) -> str:
+    """The attention form selected by a config file's argument (`--config=FILE:ARG`).
+
+    `None` or `""` -> "paper"; "paper" or "official" as given; anything else is a ValueError.
+    """
     arg = (arg or "").strip()
     if arg not in VALID_ARGS:
         raise ValueError(
@@ -26,7 +34,7 @@ def _parse_arg(arg):
     return arg or "paper"
 
 
-def model_config(form="paper"):
+def model_config(form: str = "paper") -> ml_collections.ConfigDict:
     """The CMSA model of the paper (ResNet-101 OS8, embedding 1000, fusion 500)."""
     model = ml_collections.ConfigDict()
     # Filled from the TFRecord manifest's vocabulary at train time, or set by hand.
@@ -52,17 +60,18 @@ def model_config(form="paper"):
     model.levels = ("res5", "res4", "res3")
     model.attention = ml_collections.ConfigDict()
     model.attention.form = form
+    # An int field in both forms (--config.model.res5_projection_dim=N or None); None: none.
+    model.res5_projection_dim = ml_collections.FieldReference(
+        OFFICIAL_RES5_PROJECTION if form == "official" else None, field_type=int
+    )
     if form == "paper":
         model.attention.implementation = "factorized"
         model.attention.key_dims = (512, 512, 512)
         model.attention.reduce_dims = (None, None, None)
-        model.res5_projection_dim = ml_collections.config_dict.placeholder(int)
     else:
         model.attention.implementation = "chunked"
         model.attention.key_dims = OFFICIAL_KEY_DIMS
         model.attention.reduce_dims = OFFICIAL_REDUCE_DIMS
-        model.res5_projection_dim = ml_collections.config_dict.placeholder(int)
-        model.res5_projection_dim = OFFICIAL_RES5_PROJECTION
     model.attention.query_chunk_size = 256
     # Table 2: "cmsa" (the paper), or the ablations "none", "word", "pixel", "word_pixel_pair"
     # (paper form only; docs/ablations.md).
@@ -70,14 +79,14 @@ def model_config(form="paper"):
     # Table 3 (top): "words" (CMSA-W, the paper) or "sentence" (CMSA-S, an LSTM sentence vector).
     model.word_representation = "words"
     model.fusion_channels = 500
-    # Table 3 (bottom): "gated" (Eq. 5, the paper), "single" (res5 only), "ppm", "deconv",
-    # "convlstm" or "self_gated".
+    # Table 3 (bottom): "gated" (Eq. 5, the paper), "single" (the first level only, res5; see the
+    # module docstring), "ppm", "deconv", "convlstm" or "self_gated".
     model.fusion = "gated"
     return model
 
 
-def train_config():
-    """The authors' optimisation recipe (spec, "Training recipe")."""
+def train_config() -> ml_collections.ConfigDict:
+    """The authors' optimisation recipe (docs/design.md, "Training recipe")."""
     return ml_collections.ConfigDict(
         dict(
             batch_size=1,
@@ -101,11 +110,20 @@ def train_config():
     )
 
 
-def paper_config(dataset, split_by, *, eval_splits, tfrecord_dir, arg=None):
-    """A full paper-scale config for one REFER dataset."""
-    form = _parse_arg(arg)
+def paper_config(
+    dataset: str,
+    split_by: str,
+    *,
+    eval_splits,
+    tfrecord_dir: str,
+    arg: str | None = None,
+) -> ml_collections.ConfigDict:
+    """A full paper-scale config for one REFER dataset; `arg` selects the attention form.
+
+    The form is `config.model.attention.form` (there is no top-level copy of it).
+    """
+    form = parse_config_arg(arg)
     config = ml_collections.ConfigDict()
-    config.form = form
     config.data = ml_collections.ConfigDict(
         dict(
             dataset=dataset,

@@ -7,15 +7,15 @@ Usage (what `make demo` runs):
   python -m cmsa_tf.train --config=configs/shapes.py --workdir=workdir/shapes
 
 Same architecture as the paper (multi-level CMSA + gated fusion), scaled down: ResNet-18 at a
-quarter width, 128 px input, 64-D word embeddings, trained from scratch (no pretrained weights can
-be downloaded here) in about 10 minutes on 2 CPU cores. `:official` selects the authors' attention form.
+quarter width, 128 px input, 64-D word embeddings, trained from scratch on 2 CPU cores (the README
+gives the measured training time). `:official` selects the authors' attention form.
 """
 
 from cmsa_tf import configs
 
 
 def get_config(arg=None):
-    form = configs._parse_arg(arg)  # pylint: disable=protected-access
+    form = configs.parse_config_arg(arg)
     config = configs.paper_config(
         "shapes",
         "shapes",

@@ -7,7 +7,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 
 
-# configs/shapes.py scaled down to a few seconds of CPU (same keys work as --config.KEY=VALUE flags).
+# configs/shapes.py scaled down to a few seconds of CPU (the keys work as --config.KEY=VALUE flags).
 TINY_OVERRIDES = {
     "data.image_size": 32,
     "data.max_words": 6,
@@ -50,3 +50,121 @@ def tiny_flags(tfrecord_dir):
     for key, value in TINY_OVERRIDES.items():
         flags.append(f"--config.{key}={value}".replace(" ", ""))
     return flags
+
+
+def _as_tuple(value):
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _shapes(structure):
+    """Shapes of a structure of tensors, or a structure of shapes, as comparable nested values."""
+    if isinstance(structure, dict):
+        return {key: _shapes(value) for key, value in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        if all(isinstance(x, int) or x is None for x in structure):
+            return tuple(structure)  # one shape
+        return [_shapes(x) for x in structure]
+    return tuple(structure.shape)
+
+
+def _float_leaves(structure):
+    import keras
+    import tensorflow as tf
+
+    leaves = keras.tree.flatten(structure)
+    return [x for x in leaves if tf.as_dtype(x.dtype).is_floating]
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    input_data,
+    expected_output_shape,
+    call_kwargs=None,
+    expected_num_trainable_weights=None,
+    expected_num_non_trainable_weights=0,
+    run_training_check=True,
+    run_symbolic_check=True,
+):
+    """The checks every layer passes, as keras-hub's `TestCase.run_layer_test`.
+
+    1. `layer_cls(**init_kwargs)` called on `input_data` (one array, or a tuple of positional
+       arrays) gives outputs of `expected_output_shape` (a shape, or a matching structure of
+       shapes), with the expected weight counts; called on symbolic inputs (`keras.KerasTensor`,
+       through `compute_output_spec` / `compute_output_shape`) it gives the same shapes.
+    2. `get_config` / `from_config` round trip: the same config, and on the same weights the
+       same output.
+    3. Keras serialisation round trip (`serialize_keras_object` / `deserialize_keras_object`):
+       the same class and config, and on the same weights the same output.
+    4. One gradient step on the sum of squares of the float outputs changes every trainable
+       weight that gets a non-zero gradient, and at least one (for a layer with weights).
+
+    Returns the layer.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    call_kwargs = dict(call_kwargs or {})
+    inputs = _as_tuple(input_data)
+
+    def run(layer):
+        return layer(*inputs, **call_kwargs)
+
+    def assert_same(a, b):
+        for x, y in zip(keras.tree.flatten(a), keras.tree.flatten(b), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6)
+
+    # 1. Shapes and weights.
+    layer = layer_cls(**init_kwargs)
+    outputs = run(layer)
+    expected = _shapes(expected_output_shape)
+    assert _shapes(outputs) == expected
+    if expected_num_trainable_weights is not None:
+        assert len(layer.trainable_weights) == expected_num_trainable_weights
+    if expected_num_non_trainable_weights is not None:
+        assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights
+    if run_symbolic_check:
+        symbolic = layer_cls(**init_kwargs)
+        symbolic_inputs = keras.tree.map_structure(
+            lambda x: keras.KerasTensor(np.shape(x), dtype=tf.convert_to_tensor(x).dtype.name),
+            list(inputs),
+        )
+        assert _shapes(symbolic(*symbolic_inputs, **call_kwargs)) == expected
+
+    # 2. Config round trip.
+    config = layer.get_config()
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+    run(clone)
+    clone.set_weights(layer.get_weights())
+    assert_same(run(clone), outputs)
+
+    # 3. Keras serialisation round trip.
+    serialized = keras.saving.serialize_keras_object(layer)
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is layer_cls and restored.get_config() == config
+    run(restored)
+    restored.set_weights(layer.get_weights())
+    assert_same(run(restored), outputs)
+
+    # 4. One gradient step.
+    if run_training_check:
+        variables = layer.trainable_variables
+        if not variables:
+            return layer
+        before = [v.numpy().copy() for v in variables]
+        with tf.GradientTape() as tape:
+            loss = tf.add_n(
+                [tf.reduce_sum(tf.square(tf.cast(x, "float32"))) for x in _float_leaves(run(layer))]
+            )
+        grads = tape.gradient(loss, variables)
+        keras.optimizers.SGD(0.1).apply(
+            [tf.zeros_like(v) if g is None else g for v, g in zip(variables, grads)], variables
+        )
+        changed = [np.any(v.numpy() != b) for v, b in zip(variables, before)]
+        moved = [g is not None and np.any(np.asarray(g)) for g in grads]
+        assert any(changed), "no trainable weight changed"
+        for variable, has_gradient, did_change in zip(variables, moved, changed):
+            assert did_change or not has_gradient, variable.path
+    return layer

@@ -3,6 +3,7 @@
 import pytest
 
 import cmsa_tf
+from cmsa_tf import configs
 
 PAPER_CONFIGS = ["refcoco_unc", "refcoco+_unc", "refcocog_umd", "refcocog_google", "referit"]
 
@@ -23,7 +24,10 @@ def test_paper_settings(name, load):
     train = config.train
     assert (train.optimizer, train.learning_rate, train.end_learning_rate) == ("adam", 2.5e-4, 1e-5)
     assert (train.decay_power, train.weight_decay, train.batch_size, train.steps) == (
-        0.9, 5e-4, 1, 800_000,
+        0.9,
+        5e-4,
+        1,
+        800_000,
     )
     official = load(name, "official")
     assert official.model.attention.form == "official"
@@ -35,6 +39,28 @@ def test_paper_settings(name, load):
 def test_unknown_argument(load):
     with pytest.raises(ValueError, match="official"):
         load("refcoco_unc", "offical")
+
+
+def test_parse_config_arg():
+    assert [configs.parse_config_arg(a) for a in (None, "", " paper ", "official")] == [
+        "paper",
+        "paper",
+        "paper",
+        "official",
+    ]
+    with pytest.raises(ValueError, match=r"expected one of \('paper', 'official'\)"):
+        configs.parse_config_arg("both")
+
+
+@pytest.mark.parametrize("arg", [None, "official"])
+def test_the_form_lives_in_the_model_config_only(arg, load):
+    config = load("shapes", arg)
+    assert "form" not in config
+    assert config.model.attention.form == (arg or "paper")
+    expected = 64 if arg == "official" else None
+    assert config.model.res5_projection_dim == expected
+    config.model.res5_projection_dim = 8  # an int field in both forms
+    config.model.res5_projection_dim = None
 
 
 def test_build_model_needs_vocab_size(load):

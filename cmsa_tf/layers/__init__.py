@@ -1,26 +1,41 @@
-"""The paper's equations as Keras layers: Eq. 1 (features), Eq. 2-4 (CMSA), Eq. 5 (fusion)."""
+"""The paper's equations as Keras layers, then the ablation variants of Tables 2 and 3.
 
+Eq. 1 (`SpatialCoordinates`, `MultimodalFeatures`), the word representation (`BagOfWords`),
+Eq. 2-4 (`CrossModalSelfAttention`), Eq. 5 (`GatedMultiLevelFusion`); the ablations are in
+`cmsa_tf.layers.ablations` (docs/design.md, "Where each equation lives").
+"""
+
+# The paper first, in equation order; then the ablations.
+# isort: off
+from cmsa_tf.layers.spatial_coordinates import SpatialCoordinates, spatial_coordinates
+from cmsa_tf.layers.multimodal_features import MultimodalFeatures
+from cmsa_tf.layers.bag_of_words import BagOfWords
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
-from cmsa_tf.layers.multimodal_features import MultimodalFeatures
-from cmsa_tf.layers.spatial_coordinates import SpatialCoordinates, spatial_coordinates
 
-# The ablations of Tables 2 and 3.
-from cmsa_tf.layers.ablated_cross_modal_attention import AblatedCrossModalAttention
-from cmsa_tf.layers.conv_lstm_fusion import ConvLSTMFusion
-from cmsa_tf.layers.deconv_fusion import DeconvFusion
-from cmsa_tf.layers.pyramid_pooling_fusion import PyramidPoolingFusion
-from cmsa_tf.layers.self_gated_fusion import SelfGatedFusion
+from cmsa_tf.layers.ablations import (
+    AblatedCrossModalAttention,
+    ConvLSTMFusion,
+    DeconvFusion,
+    PyramidPoolingFusion,
+    SelfGatedFusion,
+    SentenceEncoder,
+    SingleLevel,
+)
+# isort: on
 
 __all__ = [
-    "CrossModalSelfAttention",
-    "GatedMultiLevelFusion",
-    "MultimodalFeatures",
     "SpatialCoordinates",
     "spatial_coordinates",
+    "MultimodalFeatures",
+    "BagOfWords",
+    "CrossModalSelfAttention",
+    "GatedMultiLevelFusion",
     "AblatedCrossModalAttention",
-    "ConvLSTMFusion",
-    "DeconvFusion",
+    "SentenceEncoder",
+    "SingleLevel",
     "PyramidPoolingFusion",
+    "DeconvFusion",
+    "ConvLSTMFusion",
     "SelfGatedFusion",
 ]

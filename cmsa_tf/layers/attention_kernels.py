@@ -11,7 +11,7 @@ share one floating dtype.
 Paper form (affine projections, no 1/sqrt(d) scaling):
     `paper_dense_attention` materialises the [B, P*T, P*T] scores;
     `paper_factorized_attention` computes the same function through the exact
-    factorisation (see the design notes), with O(P*P + P*T*T) memory.
+    factorisation (docs/design.md, "The exact factorisation"), with O(P*P + P*T*T) memory.
 Official-code form (ReLU projections, 2x2x2 max-pooled keys and values):
     `official_attention`, either dense or in query chunks recomputed in the
     backward pass.
@@ -271,8 +271,17 @@ def max_pool_2x2x2(x, fill):
     return x
 
 
-def _official_chunk(query, residual, key, value, key_bias, mean_weights, position_weights,
-                    output_kernel, output_bias):
+def _official_chunk(
+    query,
+    residual,
+    key,
+    value,
+    key_bias,
+    mean_weights,
+    position_weights,
+    output_kernel,
+    output_bias,
+):
     """Official-form attention for a block of query positions.
 
     Args:
@@ -338,11 +347,16 @@ def official_attention(features, word_mask, weights, query_chunk_size=None):
 
     # Pooled key / value slots; padding words never win the max.
     real = word_mask[:, None, None, :, None]
-    slot_real = tf.reduce_max(
-        tf.reshape(tf.pad(tf.cast(word_mask, dtype), [[0, 0], [0, num_words % 2]]),
-                   [batch, (num_words + 1) // 2, 2]),
-        axis=-1,
-    ) > 0  # [B, T2]
+    slot_real = (
+        tf.reduce_max(
+            tf.reshape(
+                tf.pad(tf.cast(word_mask, dtype), [[0, 0], [0, num_words % 2]]),
+                [batch, (num_words + 1) // 2, 2],
+            ),
+            axis=-1,
+        )
+        > 0
+    )  # [B, T2]
     slot_mask = slot_real[:, None, None, :, None]
 
     def pool(x):  # [B, H2, W2, T2, d]

@@ -4,78 +4,17 @@ import keras
 import tensorflow as tf
 
 from cmsa_tf.layers import attention_kernels
-from cmsa_tf.layers.multimodal_features import (
-    SPATIAL_CHANNELS,
-    MultimodalFeatures,
-    check_multimodal_shapes,
-    word_mask_as_bool,
-)
+from cmsa_tf.layers.attention_base import CrossModalAttentionBase
+from cmsa_tf.layers.common import positive_int
+from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
 
 FORMS = ("paper", "official")
 IMPLEMENTATIONS = {"paper": ("factorized", "dense"), "official": ("chunked", "dense")}
 _PROJECTIONS = ("query", "key", "value")
 
 
-def clone_initializer(initializer):
-    """A fresh copy of a Keras initializer.
-
-    An unseeded Keras 3 initializer instance draws the same values on every
-    call, so each weight needs its own copy (keras-hub does the same).
-    """
-    if not isinstance(initializer, keras.initializers.Initializer):
-        return initializer
-    return initializer.__class__.from_config(initializer.get_config())
-
-
-def build_multimodal_features(layer, visual_shape, words_shape, word_mask_shape):
-    """Checks the inputs of an attention layer and builds its `multimodal_features` sublayer.
-
-    Returns the channels of the multimodal feature f of Eq. 1 (Cv + Cl + 8).
-    """
-    check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, layer.name)
-    visual_channels, word_channels = visual_shape[-1], words_shape[-1]
-    if visual_channels is None or word_channels is None:
-        raise ValueError(
-            f"{layer.name}: the channels of `visual` and `words` must be known, got shapes "
-            f"{tuple(visual_shape)} and {tuple(words_shape)}."
-        )
-    layer._input_channels = (visual_channels, word_channels)  # pylint: disable=protected-access
-    layer.multimodal_features = MultimodalFeatures(
-        epsilon=layer.epsilon, dtype=layer.dtype_policy, name="multimodal_features"
-    )
-    layer.multimodal_features.build(visual_shape, words_shape, word_mask_shape)
-    return visual_channels + word_channels + SPATIAL_CHANNELS
-
-
-def prepare_attention_inputs(layer, visual, words, word_mask):
-    """The inputs of an attention layer's `call` as tensors, checked against what it was built for.
-
-    Returns `(visual, words, mask)` with `mask` the boolean word mask [B, T].
-    """
-    visual = tf.convert_to_tensor(visual)
-    words = tf.convert_to_tensor(words)
-    word_mask = tf.convert_to_tensor(word_mask)
-    check_multimodal_shapes(visual.shape, words.shape, word_mask.shape, layer.name)
-    expected = tuple(getattr(layer, "_input_channels", (None, None)))
-    got = (visual.shape[-1], words.shape[-1])
-    if None not in expected and got != expected:
-        raise ValueError(
-            f"{layer.name}: the layer was built for {expected[0]} visual and {expected[1]} word "
-            f"channels, got {got[0]} and {got[1]} (shapes {visual.shape}, {words.shape})."
-        )
-    return visual, words, word_mask_as_bool(word_mask)
-
-
-def _positive_int(value, name, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return value
-
-
 @keras.saving.register_keras_serializable(package="cmsa_tf")
-class CrossModalSelfAttention(keras.layers.Layer):
+class CrossModalSelfAttention(CrossModalAttentionBase):
     """Cross-modal self-attention (CMSA), Eq. 2-4, with its own Eq. 1 features.
 
     From raw visual features `V` [B, H, W, Cv], word embeddings `e` [B, T, Cl]
@@ -95,7 +34,8 @@ class CrossModalSelfAttention(keras.layers.Layer):
     Two forms:
     - `form="paper"`: affine `Wq, Wk, Wv, Wo`, as the paper states. Output
       channels C = Cv + Cl + 8. `implementation="factorized"` (default) is the
-      exact factorisation of the design notes, never materialising more than
+      exact factorisation (docs/design.md, "The exact factorisation"), never
+      materialising more than
       O(HW*HW + HW*T*T) per image, forward or backward; `"dense"` materialises
       the [B, HW*T, HW*T] scores. Both use the same weights and compute the
       same function.
@@ -157,19 +97,18 @@ class CrossModalSelfAttention(keras.layers.Layer):
 
     def __init__(
         self,
-        form="paper",
-        implementation=None,
-        key_dim=512,
-        reduce_dim=None,
-        query_chunk_size=256,
-        epsilon=1e-12,
+        form: str = "paper",
+        implementation: str | None = None,
+        key_dim: int = 512,
+        reduce_dim: int | None = None,
+        query_chunk_size: int = 256,
+        epsilon: float = 1e-12,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         if form not in FORMS:
             raise ValueError(f"`form` must be one of {FORMS}, got {form!r}.")
         if implementation is None:
@@ -189,42 +128,32 @@ class CrossModalSelfAttention(keras.layers.Layer):
                 "`reduce_dim` is only used by `form='official'`; the paper form projects "
                 f"straight from f. Got reduce_dim={reduce_dim!r} with form={form!r}."
             )
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}.")
+        super().__init__(
+            key_dim=key_dim,
+            epsilon=epsilon,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            **kwargs,
+        )
         self.form = form
         self.implementation = implementation
-        self.key_dim = _positive_int(key_dim, "key_dim")
-        self.reduce_dim = _positive_int(reduce_dim, "reduce_dim", allow_none=True)
-        self.query_chunk_size = _positive_int(query_chunk_size, "query_chunk_size")
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.reduce_dim = positive_int(reduce_dim, "reduce_dim", allow_none=True)
+        self.query_chunk_size = positive_int(query_chunk_size, "query_chunk_size")
 
     def output_channels(self, input_visual_channels, input_word_channels):
         """Channels of G for the given visual and word channels."""
         if self.reduce_dim is not None:
             return self.reduce_dim
-        return input_visual_channels + input_word_channels + SPATIAL_CHANNELS
+        return super().output_channels(input_visual_channels, input_word_channels)
 
     def _add_dense(self, name, in_dim, out_dim):
-        kernel = self.add_weight(
-            name=f"{name}_kernel",
-            shape=(in_dim, out_dim),
-            initializer=clone_initializer(self.kernel_initializer),
-            regularizer=self.kernel_regularizer,
+        return self.add_kernel(f"{name}_kernel", (in_dim, out_dim)), self.add_bias(
+            f"{name}_bias", out_dim
         )
-        bias = self.add_weight(
-            name=f"{name}_bias",
-            shape=(out_dim,),
-            initializer=clone_initializer(self.bias_initializer),
-            regularizer=self.bias_regularizer,
-        )
-        return kernel, bias
 
-    def build(self, visual_shape, words_shape, word_mask_shape):
-        channels = build_multimodal_features(self, visual_shape, words_shape, word_mask_shape)
+    def build_projections(self, channels):
         if self.reduce_dim is not None:
             self.reduce_kernel, self.reduce_bias = self._add_dense(
                 "reduce", channels, self.reduce_dim
@@ -236,11 +165,6 @@ class CrossModalSelfAttention(keras.layers.Layer):
             setattr(self, f"{name}_bias", bias)
         self.output_kernel, self.output_bias = self._add_dense("output", self.key_dim, channels)
 
-    def _kernel_dtype(self):
-        # Attention arithmetic runs in at least float32 (softmax of half logits is fragile).
-        dtype = tf.as_dtype(self.compute_dtype)
-        return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
-
     def _weights(self, dtype):
         def get(name):
             return tf.cast(getattr(self, name), dtype)
@@ -250,8 +174,8 @@ class CrossModalSelfAttention(keras.layers.Layer):
         )
 
     def call(self, visual, words, word_mask, return_attention=False):
-        visual, words, mask = prepare_attention_inputs(self, visual, words, word_mask)  # [B, T]
-        dtype = self._kernel_dtype()
+        visual, words, mask = self.call_inputs(visual, words, word_mask)  # mask: bool [B, T]
+        dtype = self.kernel_dtype()
         weights = self._weights(dtype)
         shape = tf.shape(visual)
         batch, height, width = shape[0], shape[1], shape[2]
@@ -287,14 +211,7 @@ class CrossModalSelfAttention(keras.layers.Layer):
                 visual, words, mask, weights, dtype
             )
 
-        outputs = tf.cast(outputs, self.compute_dtype)
-        if not return_attention:
-            return outputs
-        attention = {
-            "word_attention": tf.cast(word_attention, self.compute_dtype),
-            "position_attention": tf.cast(position_attention, self.compute_dtype),
-        }
-        return outputs, attention
+        return self.call_outputs(outputs, word_attention, position_attention, return_attention)
 
     def _official(self, visual, words, mask, weights, dtype):
         # Real words first (stable), as the one-sample official code that drops padding.
@@ -333,40 +250,14 @@ class CrossModalSelfAttention(keras.layers.Layer):
         position_attention = expanded / tf.cast(counts, dtype)[None]  # [B, H, W]
         return outputs, word_attention, position_attention
 
-    def compute_output_shape(self, visual_shape, words_shape, word_mask_shape):
-        check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, self.name)
-        channels = None
-        if visual_shape[-1] is not None and words_shape[-1] is not None:
-            channels = self.output_channels(visual_shape[-1], words_shape[-1])
-        return (visual_shape[0], visual_shape[1], visual_shape[2], channels)
-
-    def compute_output_spec(self, visual, words, word_mask, return_attention=False):
-        shape = self.compute_output_shape(visual.shape, words.shape, word_mask.shape)
-        outputs = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        if not return_attention:
-            return outputs
-        attention = {
-            "word_attention": keras.KerasTensor(tuple(words.shape[:2]), dtype=self.compute_dtype),
-            "position_attention": keras.KerasTensor(
-                tuple(visual.shape[:3]), dtype=self.compute_dtype
-            ),
-        }
-        return outputs, attention
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "form": self.form,
                 "implementation": self.implementation,
-                "key_dim": self.key_dim,
                 "reduce_dim": self.reduce_dim,
                 "query_chunk_size": self.query_chunk_size,
-                "epsilon": self.epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             }
         )
         return config

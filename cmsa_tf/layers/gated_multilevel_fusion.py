@@ -5,49 +5,22 @@ import numbers
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-
-NUM_LEVELS = 3
-
-
-def check_level_shapes(input_shape, channels, layer_name, num_levels=NUM_LEVELS):
-    """Checks that a fusion layer gets `num_levels` maps of shape [B, H, W, channels].
-
-    Args:
-        input_shape: list of the level shapes.
-        channels: the channels every level must have.
-        layer_name: name used in error messages.
-        num_levels: how many levels the layer fuses.
-
-    Raises:
-        ValueError: not a list of `num_levels` shapes, or a shape is not [B, H, W, channels].
-    """
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != num_levels:
-        raise ValueError(
-            f"{layer_name}: expected a list of {num_levels} feature maps [x1, x2, x3] "
-            f"(res5, res4, res3), got {input_shape!r}."
-        )
-    for level, shape in enumerate(input_shape, start=1):
-        shape = tuple(tf.TensorShape(shape).as_list())
-        if len(shape) != 4 or shape[-1] != channels:
-            raise ValueError(
-                f"{layer_name}: input x{level} must have shape [batch, height, width, "
-                f"{channels}], got {shape}."
-            )
+from cmsa_tf.layers.common import (
+    NUM_LEVELS,
+    check_channels,
+    check_level_shapes,
+    clone_initializer,
+    level_inputs,
+)
 
 
-def check_channels(channels):
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-        raise ValueError(f"`channels` must be a positive integer, got {channels!r}.")
-    return channels
+def gate_conv(layer, level, shape):
+    """Eq. 5's 3x3 gate conv (channels -> 3 channels) of one level of `layer`, built for `shape`.
 
-
-def build_gate_conv(layer, level, shape):
-    """Builds Eq. 5's 3x3 gate conv (channels -> 3 channels) of one level on `layer`.
-
-    It goes into the named attribute `gate_conv_<level>`, not a list: tf.train.Checkpoint only
-    tracks layers held in attributes, and training checkpoints go through it. Each conv gets its
-    own copy of `layer.kernel_initializer`.
+    It takes `layer`'s channels, regularizers and dtype policy and its own copy of
+    `layer.kernel_initializer`. The caller keeps it in a named attribute `gate_conv_<level>`, not
+    a list: tf.train.Checkpoint only tracks layers held in attributes, and training checkpoints
+    go through it.
     """
     conv = keras.layers.Conv2D(
         3 * layer.channels,
@@ -60,12 +33,7 @@ def build_gate_conv(layer, level, shape):
         name=f"gate_conv_{level}",
     )
     conv.build(shape)
-    setattr(layer, f"gate_conv_{level}", conv)
-
-
-def gate_convs(layer):
-    """The three gate convs built by `build_gate_conv`, in level order."""
-    return [getattr(layer, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
+    return conv
 
 
 def split_gates(conv, x):
@@ -116,7 +84,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        channels=500,
+        channels: int = 500,
         gamma_initializer=0.5,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
@@ -146,7 +114,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
         else:
             gamma_init = self.gamma_initializer
         for level, shape in enumerate(input_shape, start=1):
-            build_gate_conv(self, level, shape)
+            setattr(self, f"gate_conv_{level}", gate_conv(self, level, shape))
             setattr(
                 self,
                 f"gamma_{level}",
@@ -156,7 +124,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
     @property
     def gate_convs(self):
         """The three 3x3 gate convolutions, in level order."""
-        return gate_convs(self)
+        return [getattr(self, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
 
     @property
     def gammas(self):
@@ -164,12 +132,7 @@ class GatedMultiLevelFusion(keras.layers.Layer):
         return [getattr(self, f"gamma_{level}") for level in range(1, NUM_LEVELS + 1)]
 
     def call(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
-            )
-        inputs = [tf.convert_to_tensor(x) for x in inputs]
-        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        inputs = level_inputs(inputs, self.channels, self.name)
         fused = []
         convs, gammas = self.gate_convs, self.gammas
         for i in range(NUM_LEVELS):

@@ -36,9 +36,7 @@ def check_multimodal_shapes(visual_shape, words_shape, word_mask_shape, layer_na
     )
     for name, shape, rank, layout in expected:
         if shape is None or len(shape) != rank:
-            raise ValueError(
-                f"{layer_name}: `{name}` must have shape {layout}, got shape {shape}."
-            )
+            raise ValueError(f"{layer_name}: `{name}` must have shape {layout}, got shape {shape}.")
     batches = {visual_shape[0], words_shape[0], word_mask_shape[0]} - {None}
     if len(batches) > 1:
         raise ValueError(

@@ -4,8 +4,8 @@ The backbone of the paper (Sec. 3.3, 4.1) is DeepLab-v2's ResNet-101: the usual 
 strides of res4 and res5 replaced by dilation, so res3, res4 and res5 all come out at 1/8 of the
 input. This module builds that network for depths 18/34/50/101/152, output strides 8/16/32 and any
 base width, names every layer as Caffe and DrSleep's tensorflow-deeplab-resnet do (so TF1
-checkpoints map mechanically, see `tf1_checkpoint.py`), and copies ImageNet weights from
-`keras.applications`.
+checkpoints map mechanically, see `weights/tf1_deeplab.py`), and copies ImageNet weights from
+`keras.applications` (`weights/keras_applications.py`).
 """
 
 import os
@@ -13,7 +13,8 @@ import os
 import keras
 from absl import logging
 
-from cmsa_tf.models.tf1_checkpoint import load_tf1_checkpoint
+from cmsa_tf.models.weights.keras_applications import copy_keras_applications_weights
+from cmsa_tf.models.weights.tf1_deeplab import load_tf1_checkpoint
 
 # depth -> (block kind, blocks in res2..res5).
 _DEPTHS = {
@@ -428,103 +429,4 @@ class _GraphBuilder:
         )(x)
 
     def _bn(self, x, name):
-        return keras.layers.BatchNormalization(
-            epsilon=self.epsilon, name=name, dtype=self.dtype
-        )(x)
-
-
-def _keras_applications_name(caffe_name, depth):
-    """Maps a Caffe layer name of the backbone to keras.applications' ResNet layer name."""
-    if caffe_name == "conv1":
-        return "conv1_conv"
-    if caffe_name == "bn_conv1":
-        return "conv1_bn"
-    is_bn = caffe_name.startswith("bn")
-    block, branch = caffe_name[2 if is_bn else 3 :].split("_")
-    stage = int(block[0])
-    index = caffe_block_names(depth, stage).index(block) + 1
-    part = {"branch1": 0, "branch2a": 1, "branch2b": 2, "branch2c": 3}[branch]
-    return f"conv{stage}_block{index}_{part}_{'bn' if is_bn else 'conv'}"
-
-
-def copy_keras_applications_weights(backbone, keras_resnet):
-    """Copies a `keras.applications` ResNet v1 (50/101/152) into a bottleneck AtrousResNet.
-
-    Keras' convolutions have biases and the backbone's do not; each bias `b` is folded exactly
-    into the BatchNorm that follows (`moving_mean - b`). A different BatchNorm epsilon is folded
-    into the moving variance. Dilation does not change weight shapes, so any output stride works.
-
-    Args:
-        backbone: an `AtrousResNet` with depth 50, 101 or 152.
-        keras_resnet: `keras.applications.ResNet50/101/152(include_top=...)` of the same depth
-            and with the backbone's width (64).
-
-    Returns:
-        A dict mapping each backbone layer name to the Keras layer name it was copied from.
-
-    Raises:
-        ValueError: if the architectures do not match (depth, a missing layer, a shape).
-    """
-    if getattr(backbone, "block_type", None) != "bottleneck":
-        raise ValueError(
-            "backbone must be a bottleneck AtrousResNet (depth 50, 101 or 152) to copy "
-            f"keras.applications weights; got {type(backbone).__name__} with depth "
-            f"{getattr(backbone, 'depth', None)}."
-        )
-    keras_layers = {layer.name: layer for layer in keras_resnet.layers}
-    copied = {}
-    for layer in backbone.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization)):
-            continue
-        source_name = _keras_applications_name(layer.name, backbone.depth)
-        source = keras_layers.get(source_name)
-        if source is None:
-            raise ValueError(
-                f"keras_resnet has no layer {source_name!r} for backbone layer {layer.name!r}; "
-                f"is it a keras.applications ResNet-{backbone.depth}?"
-            )
-        copied[layer.name] = source_name
-    used = set(copied.values())
-    extra = [
-        name
-        for name, layer in keras_layers.items()
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))
-        and name not in used
-    ]
-    if extra:
-        raise ValueError(
-            f"keras_resnet has {len(extra)} conv/BN layers the ResNet-{backbone.depth} backbone "
-            f"lacks (first: {extra[:3]}); the depths differ."
-        )
-
-    backbone_layers = {layer.name: layer for layer in backbone.layers}
-    for name, source_name in copied.items():
-        target, source = backbone_layers[name], keras_layers[source_name]
-        if isinstance(target, keras.layers.Conv2D):
-            _assign(target.kernel, source.kernel.numpy(), f"{name}.kernel <- {source_name}")
-            continue
-        conv_source = keras_layers[source_name[: -len("_bn")] + "_conv"]
-        bias = conv_source.bias.numpy() if conv_source.use_bias else 0.0
-        variance = source.moving_variance.numpy() + (source.epsilon - target.epsilon)
-        _assign(target.gamma, source.gamma.numpy(), f"{name}.gamma <- {source_name}")
-        _assign(target.beta, source.beta.numpy(), f"{name}.beta <- {source_name}")
-        _assign(
-            target.moving_mean,
-            source.moving_mean.numpy() - bias,
-            f"{name}.moving_mean <- {source_name}",
-        )
-        _assign(
-            target.moving_variance,
-            variance.clip(min=0.0),
-            f"{name}.moving_variance <- {source_name}",
-        )
-    return copied
-
-
-def _assign(variable, value, what):
-    if tuple(variable.shape) != tuple(value.shape):
-        raise ValueError(
-            f"shape mismatch copying {what}: backbone {tuple(variable.shape)}, "
-            f"keras {tuple(value.shape)}; the widths differ (keras.applications needs width=64)."
-        )
-    variable.assign(value.astype(variable.dtype))
+        return keras.layers.BatchNormalization(epsilon=self.epsilon, name=name, dtype=self.dtype)(x)

@@ -1,41 +1,24 @@
-"""Eq. 6: the whole CMSA network, backbone to segmentation logits, and `build_model(config.model)`."""
+"""Eq. 6: the whole CMSA network, backbone to logits, and `build_model(config.model)`."""
 
 import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from cmsa_tf.layers.ablated_cross_modal_attention import AblatedCrossModalAttention
-from cmsa_tf.layers.conv_lstm_fusion import ConvLSTMFusion
-from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
-from cmsa_tf.layers.deconv_fusion import DeconvFusion
-from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
-from cmsa_tf.layers.pyramid_pooling_fusion import PyramidPoolingFusion
-from cmsa_tf.layers.self_gated_fusion import SelfGatedFusion
+from cmsa_tf.models import components
 from cmsa_tf.models.atrous_resnet import AtrousResNet
-
-LEVEL_NAMES = ("res5", "res4", "res3")
-# The ablations of Tables 2 and 3 (docs/ablations.md); each tuple starts with the paper's choice.
-ATTENTION_VARIANTS = ("cmsa", "none", "word", "pixel", "word_pixel_pair")
-WORD_REPRESENTATIONS = ("words", "sentence")
-FUSIONS = ("gated", "single", "ppm", "deconv", "convlstm", "self_gated")
-# Multi-level fusion layers other than the paper's, by `fusion` name.
-_FUSION_LAYERS = {
-    "ppm": PyramidPoolingFusion,
-    "deconv": DeconvFusion,
-    "convlstm": ConvLSTMFusion,
-    "self_gated": SelfGatedFusion,
-}
+from cmsa_tf.models.components import LEVEL_NAMES
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
 class CMSASegmenter(keras.Model):
     """Cross-Modal Self-Attention network for referring image segmentation.
 
-    An atrous ResNet gives res3 / res4 / res5 feature maps; at each level the word embeddings and the
-    visual map form the multimodal feature of Eq. 1, cross-modal self-attention (Eq. 2-4) turns it
-    into one feature map, a 1x1 conv + ReLU brings it to `fusion_channels`, gated multi-level fusion
-    (Eq. 5) merges the levels, and a 3x3 conv scores each position (Eq. 6). The logits are
-    bilinearly upsampled to the input size; `sigmoid` of them is the foreground probability.
+    An atrous ResNet gives res3 / res4 / res5 feature maps; at each level the word embeddings and
+    the visual map form the multimodal feature of Eq. 1, cross-modal self-attention (Eq. 2-4)
+    turns it into one feature map, a 1x1 conv + ReLU brings it to `fusion_channels`, gated
+    multi-level fusion (Eq. 5) merges the levels, and a 3x3 conv scores each position (Eq. 6). The
+    logits are bilinearly upsampled to the input size; `sigmoid` of them is the foreground
+    probability (docs/design.md, "Where each equation lives").
 
     Args:
         vocab_size: number of word ids (id 0 is padding).
@@ -54,7 +37,8 @@ class CMSASegmenter(keras.Model):
         attention_implementation: kernel of that form; `None` picks its default.
         key_dims: attention dimension `d` per level.
         reduce_dims: per level, the official form's reduction of the multimodal feature (or None).
-        res5_projection_dim: optional 1x1 conv of res5 before Eq. 1 (the official code's 2048 -> 1000).
+        res5_projection_dim: optional 1x1 conv of res5 before Eq. 1 (the official code's
+            2048 -> 1000).
         fusion_channels: channels of every level entering the fusion (500 in the paper).
         query_chunk_size: query positions per chunk in the official form's bounded kernel.
         attention_variant: Table 2. `"cmsa"` (the full cross-modal self-attention), or an
@@ -65,12 +49,16 @@ class CMSASegmenter(keras.Model):
             sentence into its last hidden state, used as the only word, T = 1;
             `word_attention` then spreads each level's attention equally over the real
             words).
-        fusion: Table 3 (bottom). `"gated"` (Eq. 5), `"single"` (only the first level, res5 by
-            default: `levels` is cut to `levels[:1]`, no fusion), or a baseline over three
-            levels: `"ppm"` (`PyramidPoolingFusion`), `"deconv"` (`DeconvFusion`, fuses at
-            twice the resolution), `"convlstm"` (`ConvLSTMFusion`), `"self_gated"`
-            (`SelfGatedFusion`). One level always skips the fusion (with `"gated"` or
-            `"single"`).
+        fusion: Table 3 (bottom). `"gated"` (Eq. 5), `"single"` (one level, no fusion: `levels`
+            must hold one level, e.g. `("res5",)`), or a baseline over three levels: `"ppm"`
+            (`PyramidPoolingFusion`), `"deconv"` (`DeconvFusion`, fuses at twice the
+            resolution), `"convlstm"` (`ConvLSTMFusion`), `"self_gated"` (`SelfGatedFusion`).
+            One level always skips the fusion (with `"gated"` or `"single"`).
+
+    The backbone is made in the constructor (a functional model whose pretrained weights load
+    there); the other layers are made and built in `build`, in the order of `call`, which fixes
+    the order of `model.weights`. The variants are chosen once, by the factories of
+    `cmsa_tf.models.components`.
 
     Example:
     >>> model = CMSASegmenter(vocab_size=100, embedding_dim=16, backbone_depth=18,
@@ -84,68 +72,34 @@ class CMSASegmenter(keras.Model):
 
     def __init__(
         self,
-        vocab_size,
-        embedding_dim=1000,
-        backbone_depth=101,
-        output_stride=8,
-        backbone_width=64,
-        backbone_weights=None,
-        backbone_padding=None,
-        backbone_batchnorm_epsilon=None,
-        freeze_batchnorm=True,
-        trainable_stages=(),
-        levels=LEVEL_NAMES,
-        attention_form="paper",
-        attention_implementation=None,
-        key_dims=(512, 512, 512),
-        reduce_dims=(None, None, None),
-        res5_projection_dim=None,
-        fusion_channels=500,
-        query_chunk_size=256,
-        attention_variant="cmsa",
-        word_representation="words",
-        fusion="gated",
+        vocab_size: int,
+        embedding_dim: int = 1000,
+        backbone_depth: int = 101,
+        output_stride: int = 8,
+        backbone_width: int = 64,
+        backbone_weights: str | None = None,
+        backbone_padding: str | None = None,
+        backbone_batchnorm_epsilon: float | None = None,
+        freeze_batchnorm: bool = True,
+        trainable_stages: tuple = (),
+        levels: tuple = LEVEL_NAMES,
+        attention_form: str = "paper",
+        attention_implementation: str | None = None,
+        key_dims: tuple = (512, 512, 512),
+        reduce_dims: tuple = (None, None, None),
+        res5_projection_dim: int | None = None,
+        fusion_channels: int = 500,
+        query_chunk_size: int = 256,
+        attention_variant: str = "cmsa",
+        word_representation: str = "words",
+        fusion: str = "gated",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value, allowed in (
-            ("attention_variant", attention_variant, ATTENTION_VARIANTS),
-            ("word_representation", word_representation, WORD_REPRESENTATIONS),
-            ("fusion", fusion, FUSIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-        if attention_variant != "cmsa" and attention_form != "paper":
-            raise ValueError(
-                f"attention_variant={attention_variant!r} is an ablation of the paper form; it "
-                f"does not exist for attention_form={attention_form!r}. Use "
-                "attention_form='paper' (or attention_variant='cmsa')."
-            )
-        levels = tuple(levels)
-        unknown = [name for name in levels if name not in LEVEL_NAMES]
-        if unknown or not levels or len(set(levels)) != len(levels):
-            raise ValueError(
-                f"levels must be distinct names from {LEVEL_NAMES}, got {levels!r}."
-            )
-        if len(levels) not in (1, 3):
-            raise ValueError(
-                "Gated multi-level fusion needs exactly three levels (or one level, which skips "
-                f"the fusion); got {levels!r}."
-            )
-        key_dims = tuple(key_dims)
-        reduce_dims = tuple(reduce_dims)
-        for name, value in (("key_dims", key_dims), ("reduce_dims", reduce_dims)):
-            if len(value) != len(levels):
-                raise ValueError(
-                    f"{name} needs one entry per level {levels!r}, got {value!r}."
-                )
-        if len(levels) == 1 and fusion not in ("gated", "single"):
-            raise ValueError(
-                f"fusion={fusion!r} fuses three levels; got the single level {levels!r}. Use "
-                "fusion='single' for one level."
-            )
-        if fusion == "single":
-            levels, key_dims, reduce_dims = levels[:1], key_dims[:1], reduce_dims[:1]
+        components.check_attention(attention_variant, attention_form)
+        components.check_word_representation(word_representation)
+        levels, key_dims, reduce_dims = components.check_levels(levels, key_dims, reduce_dims)
+        components.check_fusion(fusion, len(levels))
         if vocab_size is None or int(vocab_size) < 2:
             raise ValueError(
                 f"vocab_size must be an integer >= 2 (id 0 is padding), got {vocab_size!r}."
@@ -157,6 +111,8 @@ class CMSASegmenter(keras.Model):
         self.output_stride = output_stride
         self.backbone_width = backbone_width
         self.backbone_weights = backbone_weights
+        self.backbone_padding = backbone_padding
+        self.backbone_batchnorm_epsilon = backbone_batchnorm_epsilon
         self.freeze_batchnorm = freeze_batchnorm
         self.trainable_stages = tuple(trainable_stages)
         self.levels = levels
@@ -169,8 +125,7 @@ class CMSASegmenter(keras.Model):
         self.query_chunk_size = query_chunk_size
         self.attention_variant = attention_variant
         self.word_representation = word_representation
-        # `self.fusion` is the fusion layer (its checkpoint name predates the option).
-        self.fusion_method = fusion
+        self.fusion = fusion
 
         self.backbone = AtrousResNet(
             depth=backbone_depth,
@@ -183,58 +138,79 @@ class CMSASegmenter(keras.Model):
             batchnorm_epsilon=backbone_batchnorm_epsilon,
             name="backbone",
         )
-        # The authors' lookup table: uniform in [-0.08, 0.08], no LSTM (spec, Eq. 1).
+
+    def build(self, input_shape):
+        image_shape, words_shape = self._check_inputs(input_shape)
+        batch = image_shape[0]
+        strides = self.backbone.feature_strides
+
+        def level_shape(name, channels):  # [B, ceil(H / stride), ceil(W / stride), channels]
+            size = [None if n is None else -(-n // strides[name]) for n in image_shape[1:3]]
+            return (batch, *size, channels)
+
+        # Eq. 1's words: the authors' lookup table, uniform in [-0.08, 0.08] (docs/design.md,
+        # "Word representations"), then the word encoder of `word_representation`.
         self.word_embedding = layers.Embedding(
             self.vocab_size,
-            embedding_dim,
+            self.embedding_dim,
             embeddings_initializer=keras.initializers.RandomUniform(-0.08, 0.08),
             name="word_embedding",
         )
-        # CMSA-S: the sentence as one vector (the last hidden state over the real words).
-        self.sentence_encoder = None
-        if word_representation == "sentence":
-            self.sentence_encoder = layers.LSTM(embedding_dim, name="sentence_encoder")
-            # The cell's (unused) dropout RNG state sits in a list that tf.train.Checkpoint does
-            # not see; a named attribute puts it in training checkpoints with the other variables.
-            seed_generator = getattr(self.sentence_encoder.cell, "seed_generator", None)
-            if seed_generator is not None:
-                self.sentence_encoder_seed_state = seed_generator.state
+        self.word_embedding.build(words_shape)
+        embeddings_shape = (*words_shape, self.embedding_dim)
+        self.word_encoder = components.build_word_encoder(
+            self.word_representation, self.embedding_dim
+        )
+        self.word_encoder.build(embeddings_shape, words_shape)
+        level_words_shape, level_mask_shape, _ = self.word_encoder.compute_output_shape(
+            embeddings_shape, words_shape
+        )
+        # An RNG state the encoder holds outside tracked attributes (the CMSA-S LSTM's) becomes
+        # a variable of the model, so tf.train.Checkpoint saves it (first in `model.weights`).
+        self.word_encoder_seed_state = self.word_encoder.seed_state
+
+        channels = dict(self.backbone.feature_channels)
         self.res5_projection = None
-        if res5_projection_dim and "res5" in levels:
+        if self.res5_projection_dim and "res5" in self.levels:
             self.res5_projection = layers.Conv2D(
-                res5_projection_dim, 1, name="res5_projection"
+                self.res5_projection_dim, 1, name="res5_projection"
             )
-        # Per-level layers live in named attributes (res5_cmsa, ...), not lists: tf.train.Checkpoint
-        # only tracks layers held in attributes, and training checkpoints go through it.
-        # `<level>_cmsa` is the level's attention module, whatever `attention_variant` is.
-        for name, key_dim, reduce_dim in zip(levels, key_dims, reduce_dims):
-            if attention_variant == "cmsa":
-                attention = CrossModalSelfAttention(
-                    form=attention_form,
-                    implementation=attention_implementation,
-                    key_dim=key_dim,
-                    reduce_dim=reduce_dim,
-                    query_chunk_size=query_chunk_size,
-                    name=f"{name}_cmsa",
-                )
-            else:
-                attention = AblatedCrossModalAttention(
-                    variant=attention_variant, key_dim=key_dim, name=f"{name}_cmsa"
-                )
-            setattr(self, f"{name}_cmsa", attention)
-            setattr(
-                self,
-                f"{name}_fusion_projection",
-                layers.Conv2D(
-                    fusion_channels, 1, activation="relu", name=f"{name}_fusion_projection"
-                ),
+            self.res5_projection.build(level_shape("res5", channels["res5"]))
+            channels["res5"] = self.res5_projection_dim
+        # Per-level layers live in named attributes (res5_attention, ...), not lists:
+        # tf.train.Checkpoint only tracks layers held in attributes, and training checkpoints go
+        # through it.
+        for name, key_dim, reduce_dim in zip(self.levels, self.key_dims, self.reduce_dims):
+            attention = components.build_attention(
+                self.attention_variant,
+                form=self.attention_form,
+                implementation=self.attention_implementation,
+                key_dim=key_dim,
+                reduce_dim=reduce_dim,
+                query_chunk_size=self.query_chunk_size,
+                name=f"{name}_attention",
             )
-        self.fusion = None
-        if len(levels) == 3 and fusion == "gated":
-            self.fusion = GatedMultiLevelFusion(channels=fusion_channels, name="gated_fusion")
-        elif len(levels) == 3:
-            self.fusion = _FUSION_LAYERS[fusion](channels=fusion_channels, name=f"{fusion}_fusion")
+            visual_shape = level_shape(name, channels[name])
+            attention.build(visual_shape, level_words_shape, level_mask_shape)
+            attended_shape = attention.compute_output_shape(
+                visual_shape, level_words_shape, level_mask_shape
+            )
+            projection = layers.Conv2D(
+                self.fusion_channels, 1, activation="relu", name=f"{name}_fusion_projection"
+            )
+            projection.build(attended_shape)
+            setattr(self, f"{name}_attention", attention)
+            setattr(self, f"{name}_fusion_projection", projection)
+        # The levels are fused at the finest level's size (`_at_finest_resolution`); the ConvLSTM
+        # fusion needs that size to be known here.
+        finest = min(self.levels, key=strides.get)
+        level_shapes = [level_shape(finest, self.fusion_channels)] * len(self.levels)
+        self.fusion_layer = components.build_fusion(
+            self.fusion, self.fusion_channels, len(self.levels)
+        )
+        self.fusion_layer.build(level_shapes)
         self.score = layers.Conv2D(1, 3, padding="same", name="score")
+        self.score.build(self.fusion_layer.compute_output_shape(level_shapes))
 
     def call(self, inputs, training=None, return_attention=False):
         """Runs the network.
@@ -250,24 +226,15 @@ class CMSASegmenter(keras.Model):
             `"word_attention"` float32 [B, levels, T] (rows in `levels` order, Fig. 4) and
             `"features"` [B, h, w, fusion_channels] (the fused map, for Fig. 5 heat maps).
         """
-        if not isinstance(inputs, dict) or "image" not in inputs or "words" not in inputs:
-            raise ValueError(
-                "CMSASegmenter expects a dict with keys 'image' [B, H, W, 3] and 'words' [B, T]; "
-                f"got {type(inputs).__name__}"
-                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
-                + "."
-            )
+        self._check_inputs(inputs)
         images = inputs["image"]
         words = ops.cast(inputs["words"], "int32")
         word_mask = ops.cast(ops.not_equal(words, 0), self.compute_dtype)  # [B, T]
-        embeddings = self.word_embedding(words)  # [B, T, Cl]
-        level_words, level_mask = embeddings, word_mask
-        if self.sentence_encoder is not None:
-            sentence = self.sentence_encoder(embeddings, mask=ops.not_equal(words, 0))  # [B, Cl]
-            level_words = sentence[:, None, :]  # [B, 1, Cl]: the sentence is the only word
-            level_mask = ops.max(word_mask, axis=1, keepdims=True)  # [B, 1]: 0 if no word
-            # Each real word's share of the sentence's attention: 1/N.
-            word_share = word_mask / ops.maximum(ops.sum(word_mask, axis=1, keepdims=True), 1.0)
+        # Eq. 1's words: [B, T', Cl] and [B, T'] (T' = T, or 1 for the sentence), and each
+        # expression word's share of a level word's attention [B, T].
+        level_words, level_mask, word_share = self.word_encoder(
+            self.word_embedding(words), word_mask
+        )
         features = self.backbone(images, training=training)
 
         level_maps = []
@@ -275,36 +242,21 @@ class CMSASegmenter(keras.Model):
         for name, attention, projection in zip(
             self.levels, self.attention_layers, self.level_projections
         ):
-            visual = features[name]  # [B, h, w, Cv]
-            if name == "res5" and self.res5_projection is not None:
-                visual = self.res5_projection(visual)
+            # Eq. 1-4: the level's cross-modal self-attentive features [B, h, w, C_level].
             attended, scores = attention(
-                visual, level_words, level_mask, return_attention=True
-            )  # [B, h, w, C_level]
-            if self.sentence_encoder is not None:
-                word_attention.append(scores["word_attention"] * word_share)  # [B, 1] -> [B, T]
-            else:
-                word_attention.append(scores["word_attention"])  # [B, T]
+                self._visual_features(name, features),
+                level_words,
+                level_mask,
+                return_attention=True,
+            )
+            word_attention.append(scores["word_attention"] * word_share)  # [B, T]
             level_maps.append(projection(attended))  # [B, h, w, fusion_channels]
 
-        # Levels differ in size only at output stride 16 / 32: bring them to the finest one.
-        # Decided from the backbone's static strides, so unknown image sizes work in a graph.
-        strides = self.backbone.feature_strides
-        finest = min(strides[name] for name in self.levels)
-        target_size = None
-        for name, x in zip(self.levels, level_maps):
-            if strides[name] == finest:
-                target_size = tf.shape(x)[1:3]
-                break
-        level_maps = [
-            x if strides[name] == finest else tf.image.resize(x, target_size, method="bilinear")
-            for name, x in zip(self.levels, level_maps)
-        ]
-        fused = self.fusion(level_maps) if self.fusion is not None else level_maps[0]
+        # Eq. 5: the levels fused into one map.
+        fused = self.fusion_layer(self._at_finest_resolution(level_maps))
+        # Eq. 6: scores, upsampled to the image.
         logits = self.score(fused)  # [B, h, w, 1]
-        logits = tf.image.resize(
-            logits, tf.shape(images)[1:3], method="bilinear"
-        )  # [B, H, W, 1]
+        logits = tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")  # [B, H, W, 1]
         logits = ops.cast(logits, "float32")
         if not return_attention:
             return logits
@@ -314,20 +266,64 @@ class CMSASegmenter(keras.Model):
             "features": fused,
         }
 
+    @staticmethod
+    def _check_inputs(inputs):
+        """`(image, words)` of the inputs dict (tensors or shapes); a clear error otherwise."""
+        if not isinstance(inputs, dict) or "image" not in inputs or "words" not in inputs:
+            raise ValueError(
+                "CMSASegmenter expects a dict with keys 'image' [B, H, W, 3] and 'words' [B, T]; "
+                f"got {type(inputs).__name__}"
+                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
+                + "."
+            )
+        image, words = inputs["image"], inputs["words"]
+        if isinstance(image, (list, tuple)):  # shapes (build), as tuples
+            image, words = tuple(image), tuple(words)
+        return image, words
+
+    def _visual_features(self, name, features):
+        """The visual features V of one level for Eq. 1 [B, h, w, Cv]."""
+        visual = features[name]
+        if name == "res5" and self.res5_projection is not None:
+            visual = self.res5_projection(visual)  # the official code's 2048 -> 1000
+        return visual
+
+    def _at_finest_resolution(self, level_maps):
+        """The level maps resized (bilinear) to the finest level's size.
+
+        Levels differ in size only at output stride 16 / 32. Decided from the backbone's static
+        strides, so unknown image sizes work in a graph.
+        """
+        strides = self.backbone.feature_strides
+        finest = min(strides[name] for name in self.levels)
+        target_size = None
+        for name, x in zip(self.levels, level_maps):
+            if strides[name] == finest:
+                target_size = tf.shape(x)[1:3]
+                break
+        return [
+            x if strides[name] == finest else tf.image.resize(x, target_size, method="bilinear")
+            for name, x in zip(self.levels, level_maps)
+        ]
+
     @property
     def attention_layers(self):
-        """The per-level `CrossModalSelfAttention` layers, in `levels` order."""
-        return [getattr(self, f"{name}_cmsa") for name in self.levels]
+        """The per-level Eq. 2-4 layers, in `levels` order (after `build`).
+
+        `CrossModalSelfAttention` for `attention_variant="cmsa"`, `AblatedCrossModalAttention`
+        for the other variants.
+        """
+        return [getattr(self, f"{name}_attention") for name in self.levels]
 
     @property
     def level_projections(self):
-        """The per-level 1x1 convs to `fusion_channels`, in `levels` order."""
+        """The per-level 1x1 convs to `fusion_channels`, in `levels` order (after `build`)."""
         return [getattr(self, f"{name}_fusion_projection") for name in self.levels]
 
     @property
     def gammas(self):
         """The gated fusion's learnable ratios gamma_i (empty without the gated fusion)."""
-        return list(getattr(self.fusion, "gammas", []))
+        return list(getattr(getattr(self, "fusion_layer", None), "gammas", []))
 
     def get_config(self):
         config = super().get_config()
@@ -354,13 +350,21 @@ class CMSASegmenter(keras.Model):
             query_chunk_size=self.query_chunk_size,
             attention_variant=self.attention_variant,
             word_representation=self.word_representation,
-            fusion=self.fusion_method,
+            fusion=self.fusion,
         )
         return config
 
 
-def build_model(model_config, vocab_size=None, image_size=None, max_words=None):
+def build_model(
+    model_config,
+    vocab_size: int | None = None,
+    image_size: int | None = None,
+    max_words: int | None = None,
+) -> CMSASegmenter:
     """Builds a `CMSASegmenter` from `config.model` (see `cmsa_tf/configs.py`).
+
+    `config.model.levels`, `attention.key_dims` and `attention.reduce_dims` list all three levels;
+    for `fusion="single"` only their first entries (res5 by default) reach the model.
 
     Args:
         model_config: the `config.model` ConfigDict.
@@ -376,6 +380,12 @@ def build_model(model_config, vocab_size=None, image_size=None, max_words=None):
         )
     backbone = model_config.backbone
     attention = model_config.attention
+    fusion = model_config.get("fusion", "gated")
+    levels = tuple(model_config.levels)
+    key_dims = tuple(attention.key_dims)
+    reduce_dims = tuple(attention.reduce_dims)
+    if fusion == "single":  # one level, no fusion (Table 3's reference)
+        levels, key_dims, reduce_dims = levels[:1], key_dims[:1], reduce_dims[:1]
     model = CMSASegmenter(
         vocab_size=vocab_size,
         embedding_dim=model_config.embedding_dim,
@@ -387,17 +397,17 @@ def build_model(model_config, vocab_size=None, image_size=None, max_words=None):
         backbone_batchnorm_epsilon=backbone.get("batchnorm_epsilon"),
         freeze_batchnorm=backbone.freeze_batchnorm,
         trainable_stages=tuple(backbone.trainable_stages),
-        levels=tuple(model_config.levels),
+        levels=levels,
         attention_form=attention.form,
         attention_implementation=attention.implementation,
-        key_dims=tuple(attention.key_dims),
-        reduce_dims=tuple(attention.reduce_dims),
+        key_dims=key_dims,
+        reduce_dims=reduce_dims,
         res5_projection_dim=model_config.get("res5_projection_dim"),
         fusion_channels=model_config.fusion_channels,
         query_chunk_size=attention.query_chunk_size,
         attention_variant=attention.get("variant", "cmsa"),
         word_representation=model_config.get("word_representation", "words"),
-        fusion=model_config.get("fusion", "gated"),
+        fusion=fusion,
         name="cmsa",
     )
     if image_size is not None and max_words is not None:

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
+from tests.helpers import run_layer_test
 
 B, H, W, T, CV, CL, D = 2, 3, 4, 5, 6, 5, 4
 C = CV + CL + 8
@@ -83,10 +84,15 @@ def test_output_shapes(inputs, form, implementation, reduce_dim):
     assert attention["word_attention"].shape == (B, T)
     assert attention["position_attention"].shape == (B, H, W)
     assert layer.compute_output_shape((None, H, W, CV), (None, T, CL), (None, T)) == (
-        None, H, W, channels
+        None,
+        H,
+        W,
+        channels,
     )
     symbolic, symbolic_attention = layer(
-        keras.Input((None, None, CV)), keras.Input((None, CL)), keras.Input((None,)),
+        keras.Input((None, None, CV)),
+        keras.Input((None, CL)),
+        keras.Input((None,)),
         return_attention=True,
     )
     assert symbolic.shape == (None, None, None, channels)
@@ -179,8 +185,16 @@ def numpy_spatial(height, width):
         for w in range(width):
             xmin, xmax = 2 * w / width - 1, 2 * (w + 1) / width - 1
             ymin, ymax = 2 * h / height - 1, 2 * (h + 1) / height - 1
-            s[h, w] = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
-                       1 / width, 1 / height]
+            s[h, w] = [
+                xmin,
+                ymin,
+                xmax,
+                ymax,
+                (xmin + xmax) / 2,
+                (ymin + ymax) / 2,
+                1 / width,
+                1 / height,
+            ]
     return s
 
 
@@ -188,12 +202,14 @@ def numpy_multimodal(visual, words, height, width):
     """Eq. 1 for one sample's real words: [N, H, W, C]."""
     v_hat = visual / np.linalg.norm(visual, axis=-1, keepdims=True)
     s = numpy_spatial(height, width)
-    return np.stack([
-        np.concatenate(
-            [v_hat, np.broadcast_to(e / np.linalg.norm(e), (height, width, len(e))), s], -1
-        )
-        for e in words
-    ])
+    return np.stack(
+        [
+            np.concatenate(
+                [v_hat, np.broadcast_to(e / np.linalg.norm(e), (height, width, len(e))), s], -1
+            )
+            for e in words
+        ]
+    )
 
 
 def numpy_paper(visual, words, mask, weights):
@@ -224,8 +240,18 @@ def test_no_scaling_by_sqrt_key_dim(inputs):
     (wide,) = make_layers("paper", ["factorized"], inputs, key_dim=2 * D)
     wq, bq, wk, bk, wv, bv, wo, bo = layer.get_weights()
     pad = lambda x: np.concatenate([x, np.zeros_like(x)], axis=-1)  # noqa: E731
-    wide.set_weights([pad(wq), pad(bq), pad(wk), pad(bk), pad(wv), pad(bv),
-                      np.concatenate([wo, np.zeros_like(wo)], 0), bo])
+    wide.set_weights(
+        [
+            pad(wq),
+            pad(bq),
+            pad(wk),
+            pad(bk),
+            pad(wv),
+            pad(bv),
+            np.concatenate([wo, np.zeros_like(wo)], 0),
+            bo,
+        ]
+    )
     np.testing.assert_allclose(wide(*inputs), layer(*inputs), atol=1e-12)
 
 
@@ -250,9 +276,9 @@ def numpy_official(visual, words, mask, weights, reduce_dim):
             out = np.zeros(((n + 1) // 2, (h + 1) // 2, (w + 1) // 2, d))
             for i in range(out.shape[0]):
                 for j in range(out.shape[1]):
-                    for l in range(out.shape[2]):
-                        block = x[2 * i : 2 * i + 2, 2 * j : 2 * j + 2, 2 * l : 2 * l + 2]
-                        out[i, j, l] = block.reshape(-1, d).max(0)
+                    for c in range(out.shape[2]):
+                        block = x[2 * i : 2 * i + 2, 2 * j : 2 * j + 2, 2 * c : 2 * c + 2]
+                        out[i, j, c] = block.reshape(-1, d).max(0)
             return out.reshape(-1, d)
 
         k, v = pool(k), pool(v)
@@ -272,10 +298,16 @@ def test_official_form_equals_numpy_reference(reduce_dim):
     visual = rng.normal(size=(B, H, W, CV))
     words = rng.normal(size=(B, T, CL))
     mask = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]])
-    for layer in make_layers("official", ["chunked", "dense"], (visual, words, mask),
-                             reduce_dim=reduce_dim, query_chunk_size=5):
-        expected = numpy_official(visual, words, mask, [w.numpy() for w in layer.weights],
-                                  reduce_dim)
+    for layer in make_layers(
+        "official",
+        ["chunked", "dense"],
+        (visual, words, mask),
+        reduce_dim=reduce_dim,
+        query_chunk_size=5,
+    ):
+        expected = numpy_official(
+            visual, words, mask, [w.numpy() for w in layer.weights], reduce_dim
+        )
         np.testing.assert_allclose(layer(visual, words, mask).numpy(), expected, rtol=0, atol=1e-12)
 
 
@@ -323,17 +355,23 @@ def test_batch_with_padding_equals_each_sample_alone(form, implementation):
     for b in range(B):
         real = mask[b] != 0
         alone, alone_attention = layer(
-            visual[b : b + 1], words[b : b + 1, real], np.ones((1, real.sum())),
+            visual[b : b + 1],
+            words[b : b + 1, real],
+            np.ones((1, real.sum())),
             return_attention=True,
         )
         np.testing.assert_allclose(outputs[b], alone[0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(
-            attention["word_attention"][b].numpy()[real], alone_attention["word_attention"][0],
-            rtol=0, atol=1e-12,
+            attention["word_attention"][b].numpy()[real],
+            alone_attention["word_attention"][0],
+            rtol=0,
+            atol=1e-12,
         )
         np.testing.assert_allclose(
-            attention["position_attention"][b], alone_attention["position_attention"][0],
-            rtol=0, atol=1e-12,
+            attention["position_attention"][b],
+            alone_attention["position_attention"][0],
+            rtol=0,
+            atol=1e-12,
         )
 
 
@@ -376,8 +414,9 @@ def test_word_attention_is_a_distribution_over_real_words(inputs, form):
         np.testing.assert_array_equal(word[MASK == 0], 0.0)
         assert np.all(word[MASK == 1] > 0)
         np.testing.assert_allclose(attention["position_attention"].sum((1, 2)), 1.0, atol=1e-12)
-    np.testing.assert_allclose(results[0]["word_attention"], results[1]["word_attention"],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        results[0]["word_attention"], results[1]["word_attention"], atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("form", ["paper", "official"])
@@ -472,7 +511,10 @@ def test_config_round_trip(inputs, form):
         assert key in config
     clone = CrossModalSelfAttention.from_config(config)
     assert (clone.form, clone.implementation, clone.key_dim, clone.reduce_dim) == (
-        layer.form, layer.implementation, layer.key_dim, layer.reduce_dim
+        layer.form,
+        layer.implementation,
+        layer.key_dim,
+        layer.reduce_dim,
     )
     clone(*inputs)
     clone.set_weights(layer.get_weights())
@@ -509,3 +551,27 @@ def test_projection_kernels_are_initialised_independently(inputs):
     for a in range(3):
         for b in range(a + 1, 3):
             assert np.abs(kernels[a].numpy() - kernels[b].numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs,weights",
+    [
+        (dict(form="paper"), 8),
+        (dict(form="paper", implementation="dense"), 8),
+        (dict(form="official", query_chunk_size=5), 8),
+        (dict(form="official", implementation="dense", reduce_dim=7), 10),
+    ],
+)
+def test_passes_the_layer_checks(inputs, kwargs, weights):
+    channels = kwargs.get("reduce_dim") or C
+    run_layer_test(
+        CrossModalSelfAttention,
+        dict(kwargs, key_dim=D),
+        inputs,
+        call_kwargs={"return_attention": True},
+        expected_output_shape=(
+            (B, H, W, channels),
+            {"word_attention": (B, T), "position_attention": (B, H, W)},
+        ),
+        expected_num_trainable_weights=weights,
+    )

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
+from tests.helpers import run_layer_test
 
 B, H, W, CH = 2, 4, 5, 3
 
@@ -113,3 +114,13 @@ def test_gate_convolutions_are_initialised_independently(levels):
     kernels = [conv.kernel.numpy() for conv in layer.gate_convs]
     assert np.abs(kernels[0] - kernels[1]).max() > 1e-3
     assert np.abs(kernels[1] - kernels[2]).max() > 1e-3
+
+
+def test_passes_the_layer_checks(levels):
+    run_layer_test(
+        GatedMultiLevelFusion,
+        {"channels": levels[0].shape[-1]},
+        (levels,),
+        expected_output_shape=levels[0].shape,
+        expected_num_trainable_weights=9,
+    )

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from cmsa_tf.layers.multimodal_features import MultimodalFeatures
 from cmsa_tf.layers.spatial_coordinates import spatial_coordinates
+from tests.helpers import run_layer_test
 
 B, H, W, T, CV, CL = 2, 3, 4, 5, 6, 7
 MASK = np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 1]])
@@ -105,3 +106,13 @@ def test_config_round_trip(inputs):
     clone = MultimodalFeatures.from_config(layer.get_config())
     assert clone.epsilon == 1e-6
     np.testing.assert_array_equal(clone(*inputs), layer(*inputs))
+
+
+def test_passes_the_layer_checks(inputs):
+    run_layer_test(
+        MultimodalFeatures,
+        {"epsilon": 1e-6},
+        inputs,
+        expected_output_shape=(B, H, W, T, CV + CL + 8),
+        expected_num_trainable_weights=0,
+    )

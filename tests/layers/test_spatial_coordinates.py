@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.layers.spatial_coordinates import SpatialCoordinates, spatial_coordinates
+from tests.helpers import run_layer_test
 
 
 def test_values_match_hand_computed_grid():
@@ -65,3 +66,13 @@ def test_layer_rejects_wrong_rank_and_round_trips_config():
     assert clone.name == "coords"
     x = keras.Input((4, 5, 3))
     assert clone(x).shape == (None, 4, 5, 8)
+
+
+def test_passes_the_layer_checks():
+    run_layer_test(
+        SpatialCoordinates,
+        {},
+        np.zeros((2, 3, 5, 4), "float32"),
+        expected_output_shape=(2, 3, 5, 8),
+        expected_num_trainable_weights=0,
+    )

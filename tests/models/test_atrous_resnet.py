@@ -1,4 +1,4 @@
-"""Tests for the atrous ResNet backbone and the keras.applications weight copy."""
+"""Tests for the atrous ResNet backbone."""
 
 import inspect
 import json
@@ -7,11 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cmsa_tf.models.atrous_resnet import (
-    AtrousResNet,
-    caffe_block_names,
-    copy_keras_applications_weights,
-)
+from cmsa_tf.models.atrous_resnet import AtrousResNet, caffe_block_names
 
 STAGES = ("conv1", "res2", "res3", "res4", "res5")
 
@@ -45,14 +41,18 @@ def test_output_shapes_and_channels(depth, output_stride):
         assert tuple(value.shape) == (1, 64 // stride, _ceil(48, stride), channels[name])
 
 
-def test_brief_sizes_64px():
+def test_feature_sizes_of_a_64px_image_at_output_strides_8_and_16():
     os8 = AtrousResNet(depth=50, output_stride=8, width=8)(_images(64, 64))
     assert {k: tuple(v.shape[1:3]) for k, v in os8.items()} == {
-        "res3": (8, 8), "res4": (8, 8), "res5": (8, 8)
+        "res3": (8, 8),
+        "res4": (8, 8),
+        "res5": (8, 8),
     }
     os16 = AtrousResNet(depth=50, output_stride=16, width=8)(_images(64, 64))
     assert {k: tuple(v.shape[1:3]) for k, v in os16.items()} == {
-        "res3": (8, 8), "res4": (4, 4), "res5": (4, 4)
+        "res3": (8, 8),
+        "res4": (4, 4),
+        "res5": (4, 4),
     }
 
 
@@ -86,11 +86,23 @@ def test_caffe_block_names():
 def test_deeplab_layer_names_strides_and_dilations():
     backbone = AtrousResNet(depth=101, output_stride=8, width=4)
     assert backbone.feature_layer_names == {
-        "res3": "res3b3_relu", "res4": "res4b22_relu", "res5": "res5c_relu"
+        "res3": "res3b3_relu",
+        "res4": "res4b22_relu",
+        "res5": "res5c_relu",
     }
     names = {layer.name for layer in backbone.layers}
-    for name in ("conv1", "bn_conv1", "pool1", "res2a_branch1", "bn2a_branch1", "res2a_branch2a",
-                 "bn2a_branch2a", "res3b1_branch2b", "bn4b22_branch2c", "res5c_relu"):
+    for name in (
+        "conv1",
+        "bn_conv1",
+        "pool1",
+        "res2a_branch1",
+        "bn2a_branch1",
+        "res2a_branch2a",
+        "bn2a_branch2a",
+        "res3b1_branch2b",
+        "bn4b22_branch2c",
+        "res5c_relu",
+    ):
         assert name in names
     layer = backbone.get_layer
     assert layer("conv1").use_bias is False
@@ -142,7 +154,9 @@ def test_trainable_weights_follow_trainable_stages():
 
     unfrozen = AtrousResNet(depth=18, width=4, freeze_batchnorm=False, trainable_stages=("conv1",))
     assert _weight_paths(unfrozen.trainable_weights) == {
-        "conv1/kernel", "bn_conv1/gamma", "bn_conv1/beta"
+        "conv1/kernel",
+        "bn_conv1/gamma",
+        "bn_conv1/beta",
     }
     assert AtrousResNet(depth=18, width=4, trainable_stages=()).trainable_weights == []
 
@@ -180,7 +194,6 @@ def test_frozen_batchnorm_ignores_training_flag():
         np.testing.assert_array_equal(training[name], inference[name])
 
 
-
 def test_unfrozen_batchnorm_updates_only_trainable_stages():
     backbone = AtrousResNet(depth=18, width=4, freeze_batchnorm=False, trainable_stages=("res5",))
     before = _moving_stats(backbone)
@@ -197,8 +210,14 @@ def test_unfrozen_batchnorm_updates_only_trainable_stages():
 
 def test_get_config_round_trip():
     backbone = AtrousResNet(
-        depth=34, output_stride=16, width=4, freeze_batchnorm=False,
-        trainable_stages=("res4", "res5"), padding="same", batchnorm_epsilon=1e-3, name="bb",
+        depth=34,
+        output_stride=16,
+        width=4,
+        freeze_batchnorm=False,
+        trainable_stages=("res4", "res5"),
+        padding="same",
+        batchnorm_epsilon=1e-3,
+        name="bb",
     )
     config = backbone.get_config()
     json.dumps(config)
@@ -269,52 +288,3 @@ def test_dtype_policy():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AtrousResNet(**{"width": 4, **kwargs})
-
-
-@pytest.fixture(scope="module")
-def keras_resnet50():
-    """keras.applications.ResNet50 with random weights, conv biases and BatchNorm statistics."""
-    keras.utils.set_random_seed(7)
-    model = keras.applications.ResNet50(
-        weights=None, include_top=False, input_shape=(None, None, 3)
-    )
-    rng = np.random.default_rng(7)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape).astype("float32"))
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.gamma.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.1, shape).astype("float32"))
-            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, shape).astype("float32"))
-    return model
-
-
-def test_copy_keras_applications_weights_reproduces_keras_features(keras_resnet50):
-    backbone = AtrousResNet(depth=50, output_stride=32)
-    assert backbone.feature_channels == {"res3": 512, "res4": 1024, "res5": 2048}
-    mapping = copy_keras_applications_weights(backbone, keras_resnet50)
-    assert mapping["res4f_branch2c"] == "conv4_block6_3_conv"
-    assert mapping["bn_conv1"] == "conv1_bn"
-    assert len(mapping) == 2 * 53
-    taps = ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out")
-    reference = keras.Model(
-        keras_resnet50.input, [keras_resnet50.get_layer(name).output for name in taps]
-    )
-    images = _images(67, 75, scale=50.0)  # odd sizes: padding alignment matters
-    expected = [np.asarray(x) for x in reference(images)]
-    actual = _numpy(backbone(images))
-    for name, value in zip(("res3", "res4", "res5"), expected):
-        assert actual[name].shape == value.shape
-        np.testing.assert_allclose(actual[name], value, rtol=1e-4, atol=1e-4 * np.abs(value).max())
-
-
-
-def test_copy_keras_applications_weights_rejects_other_architectures(keras_resnet50):
-    with pytest.raises(ValueError, match="bottleneck AtrousResNet"):
-        copy_keras_applications_weights(AtrousResNet(depth=18, width=4), keras_resnet50)
-    with pytest.raises(ValueError, match="widths differ"):
-        copy_keras_applications_weights(AtrousResNet(depth=50, width=8), keras_resnet50)
-    with pytest.raises(ValueError, match="has no layer 'conv4_block7_1_conv'"):
-        copy_keras_applications_weights(AtrousResNet(depth=101, width=4), keras_resnet50)

@@ -1,8 +1,10 @@
 """CMSASegmenter: shapes, padding/batch invariance, serialisation, and that it learns."""
 
+import warnings
+
+import keras
 import numpy as np
 import pytest
-import keras
 
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
 
@@ -60,10 +62,39 @@ def test_other_output_strides(output_stride):
     assert tuple(out["features"].shape[1:3]) == (8, 8)
 
 
-def test_single_level_skips_fusion():
-    model = CMSASegmenter(**dict(TINY, levels=("res5",), key_dims=(6,), reduce_dims=(None,)))
-    assert tuple(model(_inputs()).shape) == (2, 32, 32, 1)
+@pytest.mark.parametrize("fusion", ["gated", "single"])
+def test_single_level_skips_fusion(fusion):
+    model = CMSASegmenter(
+        **dict(TINY, levels=("res5",), key_dims=(6,), reduce_dims=(None,), fusion=fusion)
+    )
+    out = model(_inputs(), return_attention=True)
+    assert tuple(out["logits"].shape) == (2, 32, 32, 1)
+    assert tuple(out["word_attention"].shape) == (2, 1, 5)
     assert model.gammas == []
+
+
+def test_build_makes_every_layer_without_a_keras_warning():
+    model = CMSASegmenter(**TINY)
+    assert not model.built and model.gammas == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.build({"image": (None, None, None, 3), "words": (None, None)})
+        model(_inputs())
+    assert not [w for w in caught if "build()" in str(w.message)]
+    assert [layer.name for layer in model.layers] == [
+        "backbone",
+        "word_embedding",
+        "bag_of_words",
+        "res5_attention",
+        "res5_fusion_projection",
+        "res4_attention",
+        "res4_fusion_projection",
+        "res3_attention",
+        "res3_fusion_projection",
+        "gated_fusion",
+        "score",
+    ]
+    assert all(layer.built for layer in model.layers)
 
 
 @pytest.mark.parametrize("kwargs", [TINY, OFFICIAL], ids=["paper", "official"])

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.layers.conv_lstm_fusion import ConvLSTMFusion
+from cmsa_tf.layers.ablations.conv_lstm_fusion import ConvLSTMFusion
+from tests.helpers import run_layer_test
 
 B, H, W, CH = 2, 3, 4, 2
 
@@ -80,3 +81,14 @@ def test_bad_arguments(levels):
         ConvLSTMFusion(channels=CH, kernel_size=0)
     with pytest.raises(ValueError, match="list of 3 feature maps"):
         ConvLSTMFusion(channels=CH)(levels + levels[:1])
+
+
+def test_passes_the_layer_checks(levels):
+    run_layer_test(
+        ConvLSTMFusion,
+        {"channels": CH},
+        (levels,),
+        expected_output_shape=(B, H, W, CH),
+        expected_num_trainable_weights=3,
+        expected_num_non_trainable_weights=1,  # the dropout seed state, kept for checkpoints
+    )

@@ -3,14 +3,8 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.gated_multilevel_fusion import (
-    NUM_LEVELS,
-    build_gate_conv,
-    check_channels,
-    check_level_shapes,
-    gate_convs,
-    split_gates,
-)
+from cmsa_tf.layers.common import NUM_LEVELS, check_channels, check_level_shapes, level_inputs
+from cmsa_tf.layers.gated_multilevel_fusion import gate_conv, split_gates
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -51,7 +45,7 @@ class SelfGatedFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        channels=500,
+        channels: int = 500,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
         bias_regularizer=None,
@@ -66,20 +60,15 @@ class SelfGatedFusion(keras.layers.Layer):
     def build(self, input_shape):
         check_level_shapes(input_shape, self.channels, self.name)
         for level, shape in enumerate(input_shape, start=1):
-            build_gate_conv(self, level, shape)
+            setattr(self, f"gate_conv_{level}", gate_conv(self, level, shape))
 
     @property
     def gate_convs(self):
         """The three 3x3 gate convolutions, in level order."""
-        return gate_convs(self)
+        return [getattr(self, f"gate_conv_{level}") for level in range(1, NUM_LEVELS + 1)]
 
     def call(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
-            )
-        inputs = [tf.convert_to_tensor(x) for x in inputs]
-        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        inputs = level_inputs(inputs, self.channels, self.name)
         fused = []
         for x, conv in zip(inputs, self.gate_convs):
             candidate, memory, reset = split_gates(conv, x)

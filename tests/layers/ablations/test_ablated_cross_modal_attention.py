@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.layers.ablated_cross_modal_attention import VARIANTS, AblatedCrossModalAttention
+from cmsa_tf.layers.ablations.ablated_cross_modal_attention import (
+    VARIANTS,
+    AblatedCrossModalAttention,
+)
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
+from tests.helpers import run_layer_test
 
 B, H, W, T, CV, CL, D = 2, 3, 4, 5, 6, 5, 4
 P, C = H * W, CV + CL + 8
@@ -39,7 +43,8 @@ def softmax(x, axis=-1):
 
 
 def np_features(visual, words):
-    """f[b, p, n] of Eq. 1 for all words, [B, P, T, C], straight from the spec."""
+    """f[b, p, n] of Eq. 1 for all words, [B, P, T, C], straight from its definition."""
+
     def normalize(x):
         return x / np.sqrt(np.maximum((x**2).sum(-1, keepdims=True), 1e-12))
 
@@ -48,8 +53,16 @@ def np_features(visual, words):
         for w in range(W):
             xmin, xmax = 2 * w / W - 1, 2 * (w + 1) / W - 1
             ymin, ymax = 2 * h / H - 1, 2 * (h + 1) / H - 1
-            spatial[h, w] = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
-                             1 / W, 1 / H]
+            spatial[h, w] = [
+                xmin,
+                ymin,
+                xmax,
+                ymax,
+                (xmin + xmax) / 2,
+                (ymin + ymax) / 2,
+                1 / W,
+                1 / H,
+            ]
     v = np.broadcast_to(normalize(visual).reshape(B, P, 1, CV), (B, P, T, CV))
     e = np.broadcast_to(normalize(words)[:, None], (B, P, T, CL))
     s = np.broadcast_to(spatial.reshape(1, P, 1, 8), (B, P, T, 8))
@@ -117,9 +130,7 @@ def layer_weights(layer):
 def test_matches_numpy_reference(variant, inputs):
     layer = make_layer(variant, inputs)
     outputs, attention = layer(*inputs, return_attention=True)
-    expected, word_attention, position_attention = reference(
-        variant, *inputs, layer_weights(layer)
-    )
+    expected, word_attention, position_attention = reference(variant, *inputs, layer_weights(layer))
     assert outputs.shape == (B, H, W, C)
     np.testing.assert_allclose(outputs, expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(attention["word_attention"], word_attention, rtol=0, atol=1e-12)
@@ -207,12 +218,33 @@ def test_word_and_pixel_attention_are_the_marginals_of_cmsa(inputs):
 def test_weights_and_symbolic_shapes(inputs):
     expected = {
         "none": set(),
-        "word": {"query_kernel", "query_bias", "key_kernel", "key_bias", "value_kernel",
-                 "value_bias", "output_kernel", "output_bias"},
-        "pixel": {"query_kernel", "query_bias", "key_kernel", "key_bias", "value_kernel",
-                  "value_bias", "output_kernel", "output_bias"},
-        "word_pixel_pair": {"score_kernel", "value_kernel", "value_bias", "output_kernel",
-                            "output_bias"},
+        "word": {
+            "query_kernel",
+            "query_bias",
+            "key_kernel",
+            "key_bias",
+            "value_kernel",
+            "value_bias",
+            "output_kernel",
+            "output_bias",
+        },
+        "pixel": {
+            "query_kernel",
+            "query_bias",
+            "key_kernel",
+            "key_bias",
+            "value_kernel",
+            "value_bias",
+            "output_kernel",
+            "output_bias",
+        },
+        "word_pixel_pair": {
+            "score_kernel",
+            "value_kernel",
+            "value_bias",
+            "output_kernel",
+            "output_bias",
+        },
     }
     for variant in VARIANTS:
         layer = AblatedCrossModalAttention(variant=variant, key_dim=D)
@@ -222,10 +254,15 @@ def test_weights_and_symbolic_shapes(inputs):
         if variant != "none":
             assert shapes["value_kernel"] == (C, D) and shapes["output_kernel"] == (D, C)
         assert layer.compute_output_shape((None, H, W, CV), (None, T, CL), (None, T)) == (
-            None, H, W, C
+            None,
+            H,
+            W,
+            C,
         )
         symbolic, attention = layer(
-            keras.Input((None, None, CV)), keras.Input((None, CL)), keras.Input((None,)),
+            keras.Input((None, None, CV)),
+            keras.Input((None, CL)),
+            keras.Input((None,)),
             return_attention=True,
         )
         assert symbolic.shape == (None, None, None, C)
@@ -270,3 +307,20 @@ def test_bad_inputs(inputs):
     layer(visual, words, mask)
     with pytest.raises(ValueError, match="built for 6 visual"):
         layer(visual[..., :4], words, mask)
+
+
+@pytest.mark.parametrize(
+    "variant,weights", [("none", 0), ("word", 8), ("pixel", 8), ("word_pixel_pair", 5)]
+)
+def test_passes_the_layer_checks(inputs, variant, weights):
+    run_layer_test(
+        AblatedCrossModalAttention,
+        {"variant": variant, "key_dim": D},
+        inputs,
+        call_kwargs={"return_attention": True},
+        expected_output_shape=(
+            (B, H, W, C),
+            {"word_attention": (B, T), "position_attention": (B, H, W)},
+        ),
+        expected_num_trainable_weights=weights,
+    )

@@ -4,12 +4,7 @@ import keras
 import tensorflow as tf
 
 from cmsa_tf.layers import attention_kernels
-from cmsa_tf.layers.cross_modal_self_attention import (
-    CrossModalSelfAttention,
-    build_multimodal_features,
-    clone_initializer,
-    prepare_attention_inputs,
-)
+from cmsa_tf.layers.attention_base import CrossModalAttentionBase
 from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
 
 VARIANTS = ("none", "word", "pixel", "word_pixel_pair")
@@ -23,7 +18,7 @@ _PROJECTIONS = {
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
-class AblatedCrossModalAttention(keras.layers.Layer):
+class AblatedCrossModalAttention(CrossModalAttentionBase):
     """The attention baselines of Table 2: Eq. 2-4 with parts of the attention removed.
 
     All variants start from the multimodal features of Eq. 1, `f[p, n] = concat(v^[p], e^_n,
@@ -89,73 +84,45 @@ class AblatedCrossModalAttention(keras.layers.Layer):
 
     def __init__(
         self,
-        variant="pixel",
-        key_dim=512,
-        epsilon=1e-12,
+        variant: str = "pixel",
+        key_dim: int = 512,
+        epsilon: float = 1e-12,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         if variant not in VARIANTS:
             raise ValueError(
                 f"`variant` must be one of {VARIANTS} (the full attention is "
                 f"`CrossModalSelfAttention`), got {variant!r}."
             )
-        if isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim <= 0:
-            raise ValueError(f"`key_dim` must be a positive integer, got {key_dim!r}.")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}.")
+        super().__init__(
+            key_dim=key_dim,
+            epsilon=epsilon,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            **kwargs,
+        )
         self.variant = variant
-        self.key_dim = key_dim
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
-    def output_channels(self, input_visual_channels, input_word_channels):
-        """Channels of G for the given visual and word channels."""
-        return input_visual_channels + input_word_channels + SPATIAL_CHANNELS
-
-    def _add_kernel(self, name, shape):
-        return self.add_weight(
-            name=name,
-            shape=shape,
-            initializer=clone_initializer(self.kernel_initializer),
-            regularizer=self.kernel_regularizer,
-        )
-
-    def _add_bias(self, name, size):
-        return self.add_weight(
-            name=name,
-            shape=(size,),
-            initializer=clone_initializer(self.bias_initializer),
-            regularizer=self.bias_regularizer,
-        )
-
-    def build(self, visual_shape, words_shape, word_mask_shape):
-        channels = build_multimodal_features(self, visual_shape, words_shape, word_mask_shape)
+    def build_projections(self, channels):
         if self.variant == "word_pixel_pair":
-            self.score_kernel = self._add_kernel("score_kernel", (channels, 1))
+            self.score_kernel = self.add_kernel("score_kernel", (channels, 1))
         for name in _PROJECTIONS[self.variant]:
-            kernel = self._add_kernel(f"{name}_kernel", (channels, self.key_dim))
+            kernel = self.add_kernel(f"{name}_kernel", (channels, self.key_dim))
             setattr(self, f"{name}_kernel", kernel)
-            setattr(self, f"{name}_bias", self._add_bias(f"{name}_bias", self.key_dim))
+            setattr(self, f"{name}_bias", self.add_bias(f"{name}_bias", self.key_dim))
         if self.variant != "none":
-            self.output_kernel = self._add_kernel("output_kernel", (self.key_dim, channels))
-            self.output_bias = self._add_bias("output_bias", channels)
-
-    def _kernel_dtype(self):
-        # Attention arithmetic runs in at least float32 (softmax of half logits is fragile).
-        dtype = tf.as_dtype(self.compute_dtype)
-        return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+            self.output_kernel = self.add_kernel("output_kernel", (self.key_dim, channels))
+            self.output_bias = self.add_bias("output_bias", channels)
 
     def call(self, visual, words, word_mask, return_attention=False):
-        visual, words, mask = prepare_attention_inputs(self, visual, words, word_mask)  # [B, T]
-        dtype = self._kernel_dtype()
+        visual, words, mask = self.call_inputs(visual, words, word_mask)  # mask: bool [B, T]
+        dtype = self.kernel_dtype()
         visual_channels, word_channels = visual.shape[-1], words.shape[-1]
         shape = tf.shape(visual)
         batch, height, width = shape[0], shape[1], shape[2]
@@ -224,9 +191,10 @@ class AblatedCrossModalAttention(keras.layers.Layer):
                 mean_weights,
             )  # [B, P, P]
             # mean_n r[p, n] = sum_p' S[p, p'] E[p'] + sum_n w_n F[n]
-            attended = tf.matmul(position_mix, value_image) + tf.einsum(
-                "btd,bt->bd", value_word, mean_weights
-            )[:, None, :]
+            attended = (
+                tf.matmul(position_mix, value_image)
+                + tf.einsum("btd,bt->bd", value_word, mean_weights)[:, None, :]
+            )
             word_attention = mean_weights
             position_attention = tf.reduce_mean(position_mix, axis=1)
         else:  # word_pixel_pair
@@ -251,34 +219,13 @@ class AblatedCrossModalAttention(keras.layers.Layer):
             )  # [B, P, C] (or [B, 1, C] + [B, P, C])
         outputs = outputs * has_words[:, None, None]
         outputs = tf.reshape(outputs, [batch, height, width, tf.shape(mean_features)[-1]])
-        outputs = tf.cast(outputs, self.compute_dtype)
-        if not return_attention:
-            return outputs
         word_attention = word_attention * tf.cast(mask, dtype) * has_words[:, None]
         position_attention = tf.reshape(
             position_attention * has_words[:, None], [batch, height, width]
         )
-        attention = {
-            "word_attention": tf.cast(word_attention, self.compute_dtype),
-            "position_attention": tf.cast(position_attention, self.compute_dtype),
-        }
-        return outputs, attention
-
-    # Same inputs and outputs as the full layer (with this layer's `output_channels`).
-    compute_output_shape = CrossModalSelfAttention.compute_output_shape
-    compute_output_spec = CrossModalSelfAttention.compute_output_spec
+        return self.call_outputs(outputs, word_attention, position_attention, return_attention)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "variant": self.variant,
-                "key_dim": self.key_dim,
-                "epsilon": self.epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            }
-        )
+        config.update({"variant": self.variant})
         return config

@@ -3,8 +3,13 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-from cmsa_tf.layers.gated_multilevel_fusion import NUM_LEVELS, check_channels, check_level_shapes
+from cmsa_tf.layers.common import (
+    NUM_LEVELS,
+    check_channels,
+    check_level_shapes,
+    clone_initializer,
+    level_inputs,
+)
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -46,8 +51,8 @@ class DeconvFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        channels=500,
-        upsample_factor=2,
+        channels: int = 500,
+        upsample_factor: int = 2,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
         bias_regularizer=None,
@@ -91,12 +96,7 @@ class DeconvFusion(keras.layers.Layer):
         self.refine.build((batch, *scaled, self.channels))
 
     def call(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
-            )
-        inputs = [tf.convert_to_tensor(x) for x in inputs]
-        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        inputs = level_inputs(inputs, self.channels, self.name)
         x = tf.concat(inputs, axis=-1)  # [B, H, W, 3 channels]
         return self.refine(self.upsample(x))  # [B, fH, fW, channels]
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.layers.self_gated_fusion import SelfGatedFusion
+from cmsa_tf.layers.ablations.self_gated_fusion import SelfGatedFusion
+from tests.helpers import run_layer_test
 
 B, H, W, CH = 2, 4, 5, 3
 
@@ -81,3 +82,13 @@ def test_bad_inputs(levels):
         layer(levels[:2])
     with pytest.raises(ValueError, match=r"x2 must have shape \[batch, height, width, 3\]"):
         layer([levels[0], levels[1][..., :2], levels[2]])
+
+
+def test_passes_the_layer_checks(levels):
+    run_layer_test(
+        SelfGatedFusion,
+        {"channels": CH},
+        (levels,),
+        expected_output_shape=(B, H, W, CH),
+        expected_num_trainable_weights=6,
+    )

@@ -3,8 +3,13 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-from cmsa_tf.layers.gated_multilevel_fusion import NUM_LEVELS, check_channels, check_level_shapes
+from cmsa_tf.layers.common import (
+    NUM_LEVELS,
+    check_channels,
+    check_level_shapes,
+    clone_initializer,
+    level_inputs,
+)
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -48,8 +53,8 @@ class ConvLSTMFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        channels=500,
-        kernel_size=3,
+        channels: int = 500,
+        kernel_size: int = 3,
         kernel_initializer="glorot_uniform",
         recurrent_initializer="orthogonal",
         kernel_regularizer=None,
@@ -89,12 +94,7 @@ class ConvLSTMFusion(keras.layers.Layer):
             self.dropout_seed_state = seed_generator.state
 
     def call(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
-            )
-        inputs = [tf.convert_to_tensor(x) for x in inputs]
-        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        inputs = level_inputs(inputs, self.channels, self.name)
         sequence = tf.stack(inputs, axis=1)  # [B, 3 (res5, res4, res3), H, W, channels]
         return self.conv_lstm(sequence)  # [B, H, W, channels]
 

@@ -3,8 +3,13 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers.cross_modal_self_attention import clone_initializer
-from cmsa_tf.layers.gated_multilevel_fusion import NUM_LEVELS, check_channels, check_level_shapes
+from cmsa_tf.layers.common import (
+    NUM_LEVELS,
+    check_channels,
+    check_level_shapes,
+    clone_initializer,
+    level_inputs,
+)
 
 
 def adaptive_pooling_matrix(size, bins, dtype):
@@ -66,8 +71,8 @@ class PyramidPoolingFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        channels=500,
-        bins=(1, 2, 3, 6),
+        channels: int = 500,
+        bins: tuple = (1, 2, 3, 6),
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
         bias_regularizer=None,
@@ -126,12 +131,7 @@ class PyramidPoolingFusion(keras.layers.Layer):
         return [getattr(self, f"branch_conv_{index}") for index in range(len(self.bins))]
 
     def call(self, inputs):
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"{self.name}: expected a list of {NUM_LEVELS} feature maps, got {type(inputs)}."
-            )
-        inputs = [tf.convert_to_tensor(x) for x in inputs]
-        check_level_shapes([x.shape for x in inputs], self.channels, self.name)
+        inputs = level_inputs(inputs, self.channels, self.name)
         x = tf.concat(inputs, axis=-1)  # [B, H, W, 3 channels]
         size = tf.shape(x)[1:3]
         pyramid = [x]

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.layers.pyramid_pooling_fusion import PyramidPoolingFusion, adaptive_average_pool
+from cmsa_tf.layers.ablations.pyramid_pooling_fusion import (
+    PyramidPoolingFusion,
+    adaptive_average_pool,
+)
+from tests.helpers import run_layer_test
 
 B, H, W, CH = 2, 4, 5, 4
 BINS = (1, 2, 3, 6)  # 6 > H, W: bins then share cells
@@ -56,8 +60,10 @@ def test_adaptive_average_pool_matches_numpy():
     x = np.random.default_rng(1).normal(size=(2, 5, 7, 3))
     for bins in (1, 2, 3, 6, 8):
         np.testing.assert_allclose(
-            adaptive_average_pool(tf.constant(x), bins).numpy(), numpy_adaptive_pool(x, bins),
-            rtol=0, atol=1e-12,
+            adaptive_average_pool(tf.constant(x), bins).numpy(),
+            numpy_adaptive_pool(x, bins),
+            rtol=0,
+            atol=1e-12,
         )
 
 
@@ -72,12 +78,21 @@ def test_matches_numpy_reference(levels):
     x = np.concatenate(levels, axis=-1)
     pyramid = [x]
     for bins, conv in zip(BINS, layer.branch_convs):
-        branch = relu(numpy_conv_same(numpy_adaptive_pool(x, bins), conv.kernel.numpy(),
-                                      conv.bias.numpy()))
-        pyramid.append(np.einsum("hi,wj,bijc->bhwc", bilinear_matrix(bins, H),
-                                 bilinear_matrix(bins, W), branch))
-    expected = relu(numpy_conv_same(np.concatenate(pyramid, -1), layer.output_conv.kernel.numpy(),
-                                    layer.output_conv.bias.numpy()))
+        branch = relu(
+            numpy_conv_same(numpy_adaptive_pool(x, bins), conv.kernel.numpy(), conv.bias.numpy())
+        )
+        pyramid.append(
+            np.einsum(
+                "hi,wj,bijc->bhwc", bilinear_matrix(bins, H), bilinear_matrix(bins, W), branch
+            )
+        )
+    expected = relu(
+        numpy_conv_same(
+            np.concatenate(pyramid, -1),
+            layer.output_conv.kernel.numpy(),
+            layer.output_conv.bias.numpy(),
+        )
+    )
     assert got.shape == (B, H, W, CH) and layer.branch_channels == 1
     assert np.abs(expected).max() > 0.1
     # tf.image.resize computes its interpolation weights in float32, even for float64 maps.
@@ -108,3 +123,13 @@ def test_bad_arguments(levels):
         PyramidPoolingFusion(channels=CH, bins=())
     with pytest.raises(ValueError, match="list of 3 feature maps"):
         PyramidPoolingFusion(channels=CH)(levels[0])
+
+
+def test_passes_the_layer_checks(levels):
+    run_layer_test(
+        PyramidPoolingFusion,
+        {"channels": CH, "bins": (1, 2)},
+        (levels,),
+        expected_output_shape=(B, H, W, CH),
+        expected_num_trainable_weights=6,
+    )

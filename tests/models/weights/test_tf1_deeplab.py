@@ -8,12 +8,15 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.models.atrous_resnet import AtrousResNet
-from cmsa_tf.models.tf1_checkpoint import load_tf1_checkpoint, tf1_variable_names
+from cmsa_tf.models.weights.tf1_deeplab import load_tf1_checkpoint, tf1_variable_names
 
 OMITTED = "res4b7_branch2b/weights"
 MISSHAPEN = "bn5c_branch2c/gamma"
 SLIM_TO_CAFFE_TENSORFLOW = {
-    "gamma": "scale", "beta": "offset", "moving_mean": "mean", "moving_variance": "variance"
+    "gamma": "scale",
+    "beta": "offset",
+    "moving_mean": "mean",
+    "moving_variance": "variance",
 }
 
 
@@ -58,8 +61,13 @@ def test_load_reports_loaded_unused_unassigned_and_mismatches(resnet101, tmp_pat
     backbone = resnet101
     tensors = _deeplab_tensors(backbone, seed=len(prefix))
     assert len(tensors) == 104 + 4 * 104  # ResNet-101: 104 convs, each followed by BatchNorm
-    assert {"conv1/weights", "bn_conv1/gamma", "res3b3_branch2c/weights",
-            "bn4b22_branch2a/moving_variance", "res5c_branch2c/weights"} <= tensors.keys()
+    assert {
+        "conv1/weights",
+        "bn_conv1/gamma",
+        "res3b3_branch2c/weights",
+        "bn4b22_branch2a/moving_variance",
+        "res5c_branch2c/weights",
+    } <= tensors.keys()
     omitted_before = backbone.get_layer("res4b7_branch2b").kernel.numpy()
     misshapen_before = backbone.get_layer("bn5c_branch2c").gamma.numpy()
     del tensors[OMITTED]
@@ -116,8 +124,9 @@ def test_v1_checkpoint_folder(tmp_path):
     _write_tf1_checkpoint(tmp_path / "v1", tensors, version="V1")
     report = load_tf1_checkpoint(backbone, tmp_path / "v1")
     assert report.complete and len(report.loaded) == len(tensors)
-    np.testing.assert_array_equal(backbone.get_layer("res5b_branch2b").kernel.numpy(),
-                                  tensors["res5b_branch2b/weights"])
+    np.testing.assert_array_equal(
+        backbone.get_layer("res5b_branch2b").kernel.numpy(), tensors["res5b_branch2b/weights"]
+    )
 
 
 def test_constructor_loads_checkpoint_and_logs_report(tmp_path, caplog):
@@ -140,8 +149,12 @@ def test_constructor_loads_checkpoint_and_logs_report(tmp_path, caplog):
     images = np.random.default_rng(0).normal(size=(2, 34, 40, 3)).astype("float32")
     x = tf.nn.conv2d(images, tensors["conv1/weights"], 2, "SAME")
     x = tf.nn.batch_normalization(
-        x, tensors["bn_conv1/moving_mean"], tensors["bn_conv1/moving_variance"],
-        tensors["bn_conv1/beta"], tensors["bn_conv1/gamma"], 1e-3,
+        x,
+        tensors["bn_conv1/moving_mean"],
+        tensors["bn_conv1/moving_variance"],
+        tensors["bn_conv1/beta"],
+        tensors["bn_conv1/gamma"],
+        1e-3,
     )
     expected = tf.nn.max_pool2d(tf.nn.relu(x), 3, 2, "SAME").numpy()
     stem = keras.Model(backbone.input, backbone.get_layer("pool1").output)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.layers.deconv_fusion import DeconvFusion
+from cmsa_tf.layers.ablations.deconv_fusion import DeconvFusion
+from tests.helpers import run_layer_test
 
 B, H, W, CH = 2, 3, 4, 2
 
@@ -20,8 +21,9 @@ def numpy_transposed_conv_same(x, kernel, bias, stride):
     """'same' transposed convolution: every input cell paints kernel-sized patches at stride
     `stride`; the full result is cropped by (k - stride) / 2 at the start (TF's padding)."""
     k = kernel.shape[0]  # kernel [k, k, out, in]
-    full = np.zeros((x.shape[0], (x.shape[1] - 1) * stride + k, (x.shape[2] - 1) * stride + k,
-                     kernel.shape[2]))
+    full = np.zeros(
+        (x.shape[0], (x.shape[1] - 1) * stride + k, (x.shape[2] - 1) * stride + k, kernel.shape[2])
+    )
     for i in range(x.shape[1]):
         for j in range(x.shape[2]):
             full[:, i * stride : i * stride + k, j * stride : j * stride + k] += np.einsum(
@@ -49,8 +51,14 @@ def test_matches_numpy_reference(levels, factor):
         conv.bias.assign(0.1 * rng.normal(size=conv.bias.shape))
     got = layer(levels).numpy()
     relu = lambda z: np.maximum(z, 0)  # noqa: E731
-    up = relu(numpy_transposed_conv_same(np.concatenate(levels, -1), layer.upsample.kernel.numpy(),
-                                         layer.upsample.bias.numpy(), factor))
+    up = relu(
+        numpy_transposed_conv_same(
+            np.concatenate(levels, -1),
+            layer.upsample.kernel.numpy(),
+            layer.upsample.bias.numpy(),
+            factor,
+        )
+    )
     expected = relu(numpy_conv3x3_same(up, layer.refine.kernel.numpy(), layer.refine.bias.numpy()))
     assert got.shape == (B, factor * H, factor * W, CH)
     assert layer.compute_output_shape([(None, H, W, CH)] * 3) == (None, factor * H, factor * W, CH)
@@ -80,3 +88,13 @@ def test_bad_arguments(levels):
         DeconvFusion(channels=CH, upsample_factor=0)
     with pytest.raises(ValueError, match=r"x3 must have shape"):
         DeconvFusion(channels=CH)([levels[0], levels[1], levels[2][0]])
+
+
+def test_passes_the_layer_checks(levels):
+    run_layer_test(
+        DeconvFusion,
+        {"channels": CH, "upsample_factor": 2},
+        (levels,),
+        expected_output_shape=(B, 2 * H, 2 * W, CH),
+        expected_num_trainable_weights=4,
+    )

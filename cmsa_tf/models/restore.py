@@ -1,60 +1,44 @@
-"""What the absl mains share: the TFRecord manifest, the model from a config, checkpoints."""
+"""The model of an experiment config, with its weights restored from a training checkpoint."""
 
 import os
 
 import tensorflow as tf
 
-from cmsa_tf.data import pipeline
+from cmsa_tf.data import manifest
+from cmsa_tf.models.atrous_resnet import default_stem
+from cmsa_tf.models.cmsa_segmenter import CMSASegmenter, build_model
 
+# Training writes its tf.train.Checkpoint files to `<workdir>/CHECKPOINT_DIR`.
 CHECKPOINT_DIR = "checkpoints"
 
 
-def read_manifest(tfrecord_dir):
-    """Reads `<tfrecord_dir>/manifest.json` written by `cmsa_tf.data.build`.
-
-    Returns the manifest dict with `vocab_file` made absolute and `vocab_size` filled in.
-    """
-    manifest, directory = pipeline.load_manifest(tfrecord_dir)
-    vocabulary = manifest.get("vocabulary") or {}
-    vocab_file = vocabulary.get("file")
-    if not vocab_file:
-        raise ValueError(f"The manifest in {directory!r} names no vocabulary file.")
-    if not os.path.isabs(vocab_file):
-        vocab_file = os.path.join(directory, vocab_file)
-    manifest["vocab_file"] = vocab_file
-    manifest["vocab_size"] = vocabulary.get("size")
-    if not manifest["vocab_size"]:
-        with tf.io.gfile.GFile(vocab_file) as f:
-            manifest["vocab_size"] = sum(1 for _ in f)
-    return manifest
-
-
-def split_files(tfrecord_dir, split):
-    """The TFRecord files of one split, as paths."""
-    return pipeline.manifest_files(tfrecord_dir, split)
-
-
-def checkpoint_dir(workdir):
+def checkpoint_dir(workdir: str) -> str:
+    """The directory of a training run's checkpoints, `<workdir>/checkpoints`."""
     return os.path.join(workdir, CHECKPOINT_DIR)
 
 
-def build_and_restore(config, workdir=None, checkpoint=None, vocab_size=None, expect_partial=True):
+def build_and_restore(
+    config,
+    workdir: str | None = None,
+    checkpoint: str | None = None,
+    vocab_size: int | None = None,
+    expect_partial: bool = True,
+) -> tuple[CMSASegmenter, str, int]:
     """Builds the model of `config` and restores its weights.
 
     Args:
         config: the full experiment config.
         workdir: training directory; its latest checkpoint is used when `checkpoint` is None.
         checkpoint: an explicit checkpoint prefix (e.g. `DIR/checkpoints/ckpt-1000`).
-        vocab_size: defaults to the manifest's vocabulary size.
+        vocab_size: defaults to the vocabulary size of the manifest in
+            `config.data.tfrecord_dir`.
+        expect_partial: allow the checkpoint to hold more than the model (the optimiser state).
 
     Returns:
         (model, checkpoint_path, step).
     """
-    from cmsa_tf.models.atrous_resnet import default_stem
-    from cmsa_tf.models.cmsa_segmenter import build_model
-
     if vocab_size is None:
-        vocab_size = read_manifest(config.data.tfrecord_dir)["vocab_size"]
+        vocab_size = manifest.vocab_size(config.data.tfrecord_dir)
     if checkpoint is None:
         if workdir is None:
             raise ValueError("Give a workdir or a checkpoint to restore the model from.")

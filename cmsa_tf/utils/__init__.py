@@ -1,1 +1,0 @@
-"""Small helpers shared by the absl mains (train, evaluate, export)."""
