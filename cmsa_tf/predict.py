@@ -28,21 +28,78 @@ image, a truncated file, an image over the export's pixel limit, an expression t
 or an expression without any word, whose prediction would not depend on the image) is reported
 on stderr and the others are still processed. The exit status is 0 when every item succeeded,
 1 when any failed, 2 for a usage error (bad flags, no model).
+
+The flags are absl flags (`--flag value` or `--flag=value`; `--image`, `--expression` and
+`--output` may repeat), defined below at module level; `cmsa-predict --help` lists them.
 """
 
-import argparse
 import json
 import os
 import pathlib
 import re
 import sys
+from collections.abc import Sequence
+
+from absl import flags
 
 DEFAULT_OUTPUT_DIR = "cmsa_predictions"
 MASK_SUFFIX = "_mask"
 ATTENTION_SUFFIX = "_attention"
-_VERSION_RE = re.compile(r"^[0-9]+$")
+PROGRAM = "cmsa-predict"
+USAGE = (
+    f"usage: {PROGRAM} --model DIR [--version N] --image FILE --expression TEXT [--output FILE] "
+    "[--image ... --expression ... --output ...] [--jsonl FILE] [--output_dir DIR] [--crf] "
+    "[--alpha A]"
+)
+DESCRIPTION = "Referring image segmentation with an exported CMSA SavedModel."
+EPILOG = "Writes OUT.png (overlay), OUT_mask.png and OUT_attention.png (Fig. 4) per item."
 _ASSERT_RE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", re.DOTALL)
 _NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[{{node")
+
+
+# The flags live in their own FlagValues, not absl's global one: `main(argv)` parses them on each
+# call (the tests call it in-process), and the flags of other mains imported in the same process
+# (`--output_dir`, `--version`, ...) neither clash with these nor take part in their parsing.
+FLAGS = flags.FlagValues()
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "SavedModel base directory (saved_models/NAME) or a version directory.",
+    flag_values=FLAGS,
+)
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Version to load; default: the latest.", flag_values=FLAGS
+)
+_IMAGE = flags.DEFINE_multi_string("image", [], "Image file (repeatable).", flag_values=FLAGS)
+_EXPRESSION = flags.DEFINE_multi_string(
+    "expression",
+    [],
+    "Referring expression for the --image at the same position (repeatable).",
+    flag_values=FLAGS,
+)
+_OUTPUT = flags.DEFINE_multi_string(
+    "output",
+    [],
+    "Overlay PNG for the pair at the same position (repeatable).",
+    flag_values=FLAGS,
+)
+_JSONL = flags.DEFINE_string(
+    "jsonl",
+    None,
+    'File of {"image": ..., "expression": ..., "output": ...} lines.',
+    flag_values=FLAGS,
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir",
+    DEFAULT_OUTPUT_DIR,
+    "Where items without an output go.",
+    flag_values=FLAGS,
+)
+_CRF = flags.DEFINE_boolean("crf", False, "Refine the mask with DenseCRF.", flag_values=FLAGS)
+_ALPHA = flags.DEFINE_float("alpha", 0.5, "Overlay opacity in [0, 1].", flag_values=FLAGS)
+_HELP = flags.DEFINE_boolean(
+    "help", False, "Show this help and exit.", short_name="h", flag_values=FLAGS
+)
 
 
 class UsageError(Exception):
@@ -53,12 +110,14 @@ class ItemError(Exception):
     """A problem with one item; reported, and the other items go on."""
 
 
-def output_paths(output):
+def output_paths(
+    output: str | os.PathLike,
+) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     """The (overlay, mask, attention) paths written for `--output output`.
 
     Example:
-        >>> output_paths("runs/out.png")
-        (PosixPath('runs/out.png'), PosixPath('runs/out_mask.png'), PosixPath('runs/out_attention.png'))
+        >>> [str(path) for path in output_paths("runs/out.png")]
+        ['runs/out.png', 'runs/out_mask.png', 'runs/out_attention.png']
     """
     path = pathlib.Path(output)
     stem = path.with_suffix("") if path.suffix else path
@@ -70,7 +129,13 @@ def output_paths(output):
     )
 
 
-def find_version_dir(model, version=None):
+def _is_saved_model(path):
+    return any(
+        os.path.isfile(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt")
+    )
+
+
+def find_version_dir(model: str | os.PathLike, version: int | None = None) -> str:
     """The SavedModel directory to load.
 
     Args:
@@ -87,19 +152,13 @@ def find_version_dir(model, version=None):
     model = os.fspath(model)
     if not os.path.isdir(model):
         raise UsageError(f"--model {model!r} is not a directory.")
-
-    def is_saved_model(path):
-        return any(
-            os.path.isfile(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt")
-        )
-
-    if version is None and is_saved_model(model):
+    if version is None and _is_saved_model(model):
         return model
-    versions = sorted(
-        int(entry)
-        for entry in os.listdir(model)
-        if _VERSION_RE.match(entry) and is_saved_model(os.path.join(model, entry))
-    )
+    from cmsa_tf.export import saving  # imports TensorFlow: only once it is needed
+
+    versions = [
+        v for v in saving.list_versions(model) if _is_saved_model(os.path.join(model, str(v)))
+    ]
     if version is not None:
         if version not in versions:
             raise UsageError(
@@ -115,7 +174,7 @@ def find_version_dir(model, version=None):
     return os.path.join(model, str(versions[-1]))
 
 
-def error_message(error):
+def error_message(error: BaseException) -> str:
     """The useful line(s) of a TensorFlow runtime error (the assertion text when there is one)."""
     text = getattr(error, "message", None) or str(error)
     match = _ASSERT_RE.search(text)
@@ -124,30 +183,6 @@ def error_message(error):
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith(_NOISE)]
     return " ".join(lines) or type(error).__name__
-
-
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="cmsa-predict",
-        description="Referring image segmentation with an exported CMSA SavedModel.",
-        epilog="Writes OUT.png (overlay), OUT_mask.png and OUT_attention.png (Fig. 4) per item.",
-    )
-    parser.add_argument("--model", required=True,
-                        help="SavedModel base directory (saved_models/NAME) or a version directory.")
-    parser.add_argument("--version", type=int, default=None,
-                        help="Version to load; default: the latest.")
-    parser.add_argument("--image", action="append", default=[], help="Image file (repeatable).")
-    parser.add_argument("--expression", action="append", default=[],
-                        help="Referring expression for the --image at the same position.")
-    parser.add_argument("--output", action="append", default=[],
-                        help="Overlay PNG for the pair at the same position (repeatable).")
-    parser.add_argument("--jsonl", default=None,
-                        help='File of {"image": ..., "expression": ..., "output": ...} lines.')
-    parser.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR,
-                        help="Where items without an output go (default: %(default)s).")
-    parser.add_argument("--crf", action="store_true", help="Refine the mask with DenseCRF.")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Overlay opacity in [0, 1].")
-    return parser
 
 
 def _read_jsonl(path):
@@ -176,59 +211,67 @@ def _read_jsonl(path):
         if output is not None and not isinstance(output, str):
             problems.append("output")
         if problems:
-            items.append({
-                "source": where,
-                "error": f"needs string fields 'image' and 'expression' ('output' optional); "
-                         f"bad or missing: {problems}",
-            })
+            items.append(
+                {
+                    "source": where,
+                    "error": f"needs string fields 'image' and 'expression' ('output' optional); "
+                    f"bad or missing: {problems}",
+                }
+            )
             continue
         image = record["image"]
         if not os.path.isabs(image):
             image = os.path.join(base, image)
         if output and not os.path.isabs(output):
             output = os.path.join(base, output)
-        items.append({"source": where, "image": image, "expression": record["expression"],
-                      "output": output})
+        items.append(
+            {"source": where, "image": image, "expression": record["expression"], "output": output}
+        )
     return items
 
 
-def _collect_items(args):
-    if len(args.image) != len(args.expression):
+def _collect_items(images, expressions, outputs, jsonl, output_dir):
+    if len(images) != len(expressions):
         raise UsageError(
-            f"Give one --expression per --image: got {len(args.image)} images and "
-            f"{len(args.expression)} expressions."
+            f"Give one --expression per --image: got {len(images)} images and "
+            f"{len(expressions)} expressions."
         )
-    if args.output and len(args.output) != len(args.image):
+    if outputs and len(outputs) != len(images):
         raise UsageError(
             f"Give one --output per --image pair, or none (then --output_dir is used): got "
-            f"{len(args.output)} outputs for {len(args.image)} pairs."
+            f"{len(outputs)} outputs for {len(images)} pairs."
         )
     items = []
-    for index, (image, expression) in enumerate(zip(args.image, args.expression)):
-        output = args.output[index] if args.output else None
-        items.append({"source": f"--image #{index + 1}", "image": image,
-                      "expression": expression, "output": output})
-    if args.jsonl:
-        items.extend(_read_jsonl(args.jsonl))
+    for index, (image, expression) in enumerate(zip(images, expressions)):
+        output = outputs[index] if outputs else None
+        items.append(
+            {
+                "source": f"--image #{index + 1}",
+                "image": image,
+                "expression": expression,
+                "output": output,
+            }
+        )
+    if jsonl:
+        items.extend(_read_jsonl(jsonl))
     if not items:
         raise UsageError("Nothing to do: give --image/--expression pairs or --jsonl.")
     for number, item in enumerate(items):
         if "error" not in item and not item["output"]:
             name = pathlib.Path(item["image"]).stem or "image"
-            item["output"] = os.path.join(args.output_dir, f"{number:03d}_{name}.png")
+            item["output"] = os.path.join(output_dir, f"{number:03d}_{name}.png")
     return items
 
 
-class Predictor:
-    """A loaded export's `serving_default`, one item at a time, plus the pictures.
+class SavedModelPredictor:
+    """A loaded export's `serving_default`, run one item at a time.
 
     Args:
         version_dir: a SavedModel directory written by `cmsa_tf.export`.
     """
 
-    def __init__(self, version_dir):
+    def __init__(self, version_dir: str):
         import tensorflow as tf
-
         from absl import logging as absl_logging
 
         self._tf = tf
@@ -249,7 +292,7 @@ class Predictor:
             [name.decode("utf-8") for name in names.numpy()] if names is not None else None
         )
 
-    def predict(self, image_bytes, expression):
+    def predict(self, image_bytes: bytes, expression: bytes | str) -> dict:
         """Runs the export on one item.
 
         Returns:
@@ -280,18 +323,13 @@ class Predictor:
             "tokens": [token for token, word in zip(tokens, words) if word != 0],
         }
 
-    def decode_rgb(self, image_bytes):
-        """The image as the export decoded it: uint8 RGB [H, W, 3]."""
-        from cmsa_tf.data import pipeline
-
-        return pipeline.decode_image(image_bytes).numpy()
-
 
 def _process(predictor, item, crf, alpha):
     """Runs one item and writes its PNGs; returns a one-line summary."""
     import numpy as np
 
     from cmsa_tf import visualize
+    from cmsa_tf.data import image_io
 
     path = item["image"]
     try:
@@ -311,7 +349,7 @@ def _process(predictor, item, crf, alpha):
             f"the expression {expression!r} has no words after tokenisation; the prediction "
             "would not depend on the image."
         )
-    image = predictor.decode_rgb(image_bytes)
+    image = image_io.decode_rgb(image_bytes)  # as the export decodes it
     mask = result["mask"].astype(bool)
     if crf:
         from cmsa_tf.evaluation.dense_crf import dense_crf
@@ -325,31 +363,51 @@ def _process(predictor, item, crf, alpha):
     level_names = predictor.level_names or [f"level {i}" for i in range(attention.shape[0])]
     visualize.save_png(
         attention_path,
-        visualize.word_attention_image(result["tokens"], attention[:, :num_words], level_names,
-                                       title=expression),
+        visualize.word_attention_image(
+            result["tokens"], attention[:, :num_words], level_names, title=expression
+        ),
     )
     share = 100.0 * float(np.mean(mask)) if mask.size else 0.0
     return f"{overlay_path}, {mask_path.name}, {attention_path.name} ({share:.1f}% of the image)"
 
 
-def main(argv=None):
+def _usage_error(message):
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _help():
+    return "\n\n".join(
+        [USAGE, DESCRIPTION, FLAGS.get_help(include_special_flags=False).rstrip(), EPILOG]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs cmsa-predict with `argv` (without the program name); returns the exit status."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    FLAGS.unparse_flags()  # back to the defaults: the repeated flags would otherwise accumulate
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed the usage error
-        return int(exit_.code or 0)
-    if not 0.0 <= args.alpha <= 1.0:
-        print(f"cmsa-predict: error: --alpha must be in [0, 1], got {args.alpha}.", file=sys.stderr)
-        return 2
+        rest = FLAGS([PROGRAM, *argv])[1:]
+    except flags.Error as error:
+        return _usage_error(f"{error} ({PROGRAM} --help lists the flags).")
+    if _HELP.value:
+        print(_help())
+        return 0
+    if rest:
+        return _usage_error(f"unexpected arguments {rest}: every value follows its flag.")
+    if _MODEL.value is None:
+        return _usage_error("--model is required (the export's base or version directory).")
+    if not 0.0 <= _ALPHA.value <= 1.0:
+        return _usage_error(f"--alpha must be in [0, 1], got {_ALPHA.value}.")
     try:
-        items = _collect_items(args)
-        version_dir = find_version_dir(args.model, args.version)
-        predictor = Predictor(version_dir)
+        items = _collect_items(
+            _IMAGE.value, _EXPRESSION.value, _OUTPUT.value, _JSONL.value, _OUTPUT_DIR.value
+        )
+        version_dir = find_version_dir(_MODEL.value, _VERSION.value)
+        predictor = SavedModelPredictor(version_dir)
     except UsageError as error:
-        print(f"cmsa-predict: error: {error}", file=sys.stderr)
-        return 2
-    print(f"cmsa-predict: model {version_dir}", file=sys.stderr)
+        return _usage_error(error)
+    print(f"{PROGRAM}: model {version_dir}", file=sys.stderr)
 
     failed = 0
     for number, item in enumerate(items):
@@ -357,7 +415,7 @@ def main(argv=None):
         try:
             if "error" in item:
                 raise ItemError(item["error"])
-            summary = _process(predictor, item, args.crf, args.alpha)
+            summary = _process(predictor, item, _CRF.value, _ALPHA.value)
         except ItemError as error:
             failed += 1
             where = f" ({item['image']})" if "image" in item else ""
@@ -365,12 +423,12 @@ def main(argv=None):
             continue
         print(f"{label}: {summary}")
     if failed:
-        print(f"cmsa-predict: {failed} of {len(items)} items failed.", file=sys.stderr)
+        print(f"{PROGRAM}: {failed} of {len(items)} items failed.", file=sys.stderr)
         return 1
     return 0
 
 
-def run():
+def run() -> None:
     """Console-script entry point (`cmsa-predict = cmsa_tf.predict:run`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main(sys.argv[1:]))

@@ -14,10 +14,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from cmsa_tf import export, predict, visualize
-from cmsa_tf.data import pipeline
+from cmsa_tf import predict, visualize
+from cmsa_tf.data import image_io, preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation.dense_crf import dense_crf
+from cmsa_tf.export import module as export_module
+from cmsa_tf.export import saving
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,17 +55,24 @@ def model_dir(tmp_path_factory):
     vocabulary = Vocabulary.build(["the red square on the left", "a green circle at the top"])
     vocabulary.save(root / "vocab.txt")
     keras.utils.set_random_seed(3)
-    model = CMSASegmenter(vocab_size=len(vocabulary), embedding_dim=8, backbone_depth=18,
-                          backbone_width=4, key_dims=(4, 4, 4), fusion_channels=8, name="cmsa")
-    image, _ = pipeline.preprocess_image(picture(30, 40), SIZE)
+    model = CMSASegmenter(
+        vocab_size=len(vocabulary),
+        embedding_dim=8,
+        backbone_depth=18,
+        backbone_width=4,
+        key_dims=(4, 4, 4),
+        fusion_channels=8,
+        name="cmsa",
+    )
+    image, _ = preprocess.preprocess_image(picture(30, 40), SIZE)
     words = np.array([vocabulary.encode_padded("the red square", WORDS)[0]])
     logits = model({"image": image[None], "words": words})
     # Centre the logits so the mask covers about half the picture (a random head could give an
     # empty or a full mask, which would not test much).
     model.score.bias.assign([-float(np.median(logits))])
     base = root / "saved_models" / "tiny"
-    module = export.CMSAExportModule(model, str(root / "vocab.txt"), SIZE, WORDS, step=3)
-    export.save_module(module, base / "3")
+    module = export_module.CMSAExportModule(model, str(root / "vocab.txt"), SIZE, WORDS, step=3)
+    saving.save_module(module, base / "3")
     shutil.copytree(base / "3", base / "1")
     (base / "12").mkdir()  # no SavedModel inside: skipped
     (base / ".tmp-5-123").mkdir()
@@ -79,8 +88,9 @@ def signature(model_dir):
 def served(signature, path, expression):
     """The export's own answer for one file, cropped to the image."""
     with open(path, "rb") as f:
-        outputs = signature(image_bytes=tf.constant([f.read()]),
-                            expression=tf.constant([expression]))
+        outputs = signature(
+            image_bytes=tf.constant([f.read()]), expression=tf.constant([expression])
+        )
     height, width = int(outputs["height"][0]), int(outputs["width"][0])
     return {
         "probabilities": outputs["probabilities"].numpy()[0, :height, :width],
@@ -97,7 +107,9 @@ def test_find_version_dir(model_dir, tmp_path):
     assert predict.find_version_dir(base) == os.path.join(base, "3")
     assert predict.find_version_dir(base, 1) == os.path.join(base, "1")
     assert predict.find_version_dir(os.path.join(base, "1")) == os.path.join(base, "1")
-    with pytest.raises(predict.UsageError, match=r"no version 12 \(versions with a SavedModel: \[1, 3\]\)"):
+    with pytest.raises(
+        predict.UsageError, match=r"no version 12 \(versions with a SavedModel: \[1, 3\]\)"
+    ):
         predict.find_version_dir(base, 12)
     with pytest.raises(predict.UsageError, match="is not a directory"):
         predict.find_version_dir(str(tmp_path / "missing"))
@@ -107,29 +119,42 @@ def test_find_version_dir(model_dir, tmp_path):
 
 def test_output_paths_sit_next_to_the_output():
     assert predict.output_paths("runs/out.png") == (
-        pathlib.Path("runs/out.png"), pathlib.Path("runs/out_mask.png"),
-        pathlib.Path("runs/out_attention.png"))
+        pathlib.Path("runs/out.png"),
+        pathlib.Path("runs/out_mask.png"),
+        pathlib.Path("runs/out_attention.png"),
+    )
     assert predict.output_paths("a/b.v2.jpg") == (
-        pathlib.Path("a/b.v2.jpg"), pathlib.Path("a/b.v2_mask.png"),
-        pathlib.Path("a/b.v2_attention.png"))
+        pathlib.Path("a/b.v2.jpg"),
+        pathlib.Path("a/b.v2_mask.png"),
+        pathlib.Path("a/b.v2_attention.png"),
+    )
     assert predict.output_paths("plain")[0] == pathlib.Path("plain.png")
 
 
 def test_error_message_keeps_the_assertion_text():
     error = tf.errors.InvalidArgumentError(
-        None, None,
+        None,
+        None,
         "Graph execution error:\n\nDetected at node x\n<stack traces unavailable>\n"
         "assertion failed: [image_bytes[0] is a truncated JPEG (no end-of-image marker).]\n"
-        "\t [[{{node x}}]] [Op:__inference_f_1]")
-    assert predict.error_message(error) == "image_bytes[0] is a truncated JPEG (no end-of-image marker)."
+        "\t [[{{node x}}]] [Op:__inference_f_1]",
+    )
+    assert (
+        predict.error_message(error)
+        == "image_bytes[0] is a truncated JPEG (no end-of-image marker)."
+    )
     plain = tf.errors.InvalidArgumentError(
-        None, None, "Graph execution error:\n\nDetected at node y\nInvalid JPEG data, size 300\n"
-                    "\t [[{{node y}}]]")
+        None,
+        None,
+        "Graph execution error:\n\nDetected at node y\nInvalid JPEG data, size 300\n"
+        "\t [[{{node y}}]]",
+    )
     assert predict.error_message(plain) == "Invalid JPEG data, size 300"
 
 
 def test_pairs_write_overlay_mask_and_attention_and_bad_items_are_reported(
-        model_dir, signature, tmp_path, capsys):
+    model_dir, signature, tmp_path, capsys
+):
     good = write_image(tmp_path / "photo.png", picture(30, 40, 1))
     second = write_image(tmp_path / "other.jpg", picture(25, 20, 2), "JPEG")
     not_image = tmp_path / "notes.png"
@@ -155,17 +180,21 @@ def test_pairs_write_overlay_mask_and_attention_and_bad_items_are_reported(
 
     for image, expression, output in (pairs[0], pairs[5]):
         want = served(signature, image, expression)
-        rgb = pipeline.decode_image(open(image, "rb").read()).numpy()
+        rgb = image_io.decode_rgb(open(image, "rb").read())
         overlay, mask, attention = predict.output_paths(output)
         np.testing.assert_array_equal(read_png(mask), want["mask"].astype(np.uint8) * 255)
-        np.testing.assert_array_equal(read_png(overlay),
-                                      visualize.overlay_mask(rgb, want["mask"].astype(bool)))
+        np.testing.assert_array_equal(
+            read_png(overlay), visualize.overlay_mask(rgb, want["mask"].astype(bool))
+        )
         plot = read_png(attention)
         assert plot.ndim == 3 and plot.shape[1] > plot.shape[0] > 50 and plot.std() > 10
     assert 0.05 < (read_png(out / "photo_mask.png") > 0).mean() < 0.95  # a real, partial mask
     # Failed items write nothing; each is named with its problem.
     assert sorted(os.listdir(out)) == sorted(
-        f"{name}{suffix}.png" for name in ("photo", "other") for suffix in ("", "_mask", "_attention"))
+        f"{name}{suffix}.png"
+        for name in ("photo", "other")
+        for suffix in ("", "_mask", "_attention")
+    )
     errors = captured.err
     assert "[1] --image #2" in errors and "cannot read the image" in errors
     assert "[2] --image #3" in errors and "the image is not a JPEG, PNG, GIF or BMP file" in errors
@@ -190,9 +219,19 @@ def test_jsonl_with_crf(model_dir, signature, tmp_path, capsys):
     # Relative paths in the file are relative to the file.
     (tmp_path / "requests.jsonl").write_text("\n".join(lines) + "\n")
     output_dir = tmp_path / "default"
-    status = predict.main(["--model", model_dir["base"], "--version", "1", "--jsonl",
-                           str(tmp_path / "requests.jsonl"), "--output_dir", str(output_dir),
-                           "--crf"])
+    status = predict.main(
+        [
+            "--model",
+            model_dir["base"],
+            "--version",
+            "1",
+            "--jsonl",
+            str(tmp_path / "requests.jsonl"),
+            "--output_dir",
+            str(output_dir),
+            "--crf",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1
     assert "requests.jsonl:2" in captured.err and "not valid JSON" in captured.err
@@ -204,8 +243,9 @@ def test_jsonl_with_crf(model_dir, signature, tmp_path, capsys):
     rgb = np.asarray(Image.open(first).convert("RGB"))
     refined = dense_crf(rgb, want["probabilities"])
     np.testing.assert_array_equal(read_png(tmp_path / "crf" / "a_mask.png"), refined * 255)
-    np.testing.assert_array_equal(read_png(tmp_path / "crf" / "a.png"),
-                                  visualize.overlay_mask(rgb, refined.astype(bool)))
+    np.testing.assert_array_equal(
+        read_png(tmp_path / "crf" / "a.png"), visualize.overlay_mask(rgb, refined.astype(bool))
+    )
     # The item without an output: <output_dir>/<item number>_<image name>.png and siblings.
     assert sorted(os.listdir(output_dir)) == ["003_b.png", "003_b_attention.png", "003_b_mask.png"]
     assert read_png(output_dir / "003_b_mask.png").shape == (20, 30)
@@ -215,8 +255,10 @@ def test_jsonl_with_crf(model_dir, signature, tmp_path, capsys):
     "argv, message",
     [
         (["--image", "a.png"], "Give one --expression per --image"),
-        (["--image", "a.png", "--expression", "x", "--output", "1.png", "--output", "2.png"],
-         "Give one --output per --image pair"),
+        (
+            ["--image", "a.png", "--expression", "x", "--output", "1.png", "--output", "2.png"],
+            "Give one --output per --image pair",
+        ),
         ([], "Nothing to do"),
         (["--image", "a.png", "--expression", "x", "--version", "7"], "has no version 7"),
         (["--image", "a.png", "--expression", "x", "--alpha", "2"], "--alpha must be in"),
@@ -228,17 +270,27 @@ def test_usage_errors_exit_2(model_dir, argv, message, capsys):
 
 
 def test_missing_model_and_bad_flags_exit_2(tmp_path, capsys):
-    assert predict.main(["--model", str(tmp_path / "nope"), "--image", "a", "--expression", "b"]) == 2
+    assert (
+        predict.main(["--model", str(tmp_path / "nope"), "--image", "a", "--expression", "b"]) == 2
+    )
     assert "is not a directory" in capsys.readouterr().err
-    assert predict.main(["--image", "a"]) == 2  # argparse: --model is required
+    assert predict.main(["--image", "a"]) == 2  # --model is required
     assert "--model" in capsys.readouterr().err
 
 
-def test_console_entry_point_runs():
+@pytest.mark.slow
+def test_installed_console_script_runs():
+    # The `cmsa-predict` script that `pip install` put next to this interpreter (setup.py's
+    # console_scripts entry point), not `run()` imported.
+    script = shutil.which("cmsa-predict", path=str(pathlib.Path(sys.executable).parent))
+    assert script, "cmsa-predict is not installed next to the interpreter (pip install -e .)"
     process = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv = ['cmsa-predict', '--help']; "
-                               "from cmsa_tf.predict import run; run()"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert process.returncode == 0, process.stderr
     assert "usage: cmsa-predict" in process.stdout and "--jsonl" in process.stdout
+    process = subprocess.run(
+        [script, "--image", "a.png"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert process.returncode == 2
+    assert "--model is required" in process.stderr

@@ -1,225 +1,34 @@
-"""SavedModel export: the CLI, a fresh-process load against the Keras model, saved_model_cli, the
-documented REST / gRPC payloads, and bad inputs."""
+"""The export module's signatures: a fresh-process load against the Keras model, saved_model_cli,
+the documented REST / gRPC payloads, and bad and odd inputs."""
 
 import base64
 import io
 import json
-import os
 import pathlib
 import re
 import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from cmsa_tf import export
-from cmsa_tf.data import pipeline
-from cmsa_tf.data import tokenizer as tokenizer_lib
-from cmsa_tf.models.cmsa_segmenter import build_model
-from cmsa_tf.utils import experiment
+from cmsa_tf.data import image_io
+from cmsa_tf.export import module
 from tests import helpers
+from tests.export.common import (
+    ATOL,
+    assert_matches_reference,
+    encode,
+    reference,
+    scene,
+    serve,
+    subprocess_env,
+)
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-STEP = 3
-ATOL = 1e-5
-
-
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def encode(array, fmt="PNG", **kwargs):
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def scene(height, width, seed=0):
-    """A uint8 RGB picture with a few coloured rectangles on noise."""
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 60, (height, width, 3), dtype=np.uint8))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([width // 8, height // 4, width // 2, 3 * height // 4], fill=(220, 30, 30))
-    draw.ellipse([width // 2, height // 8, 7 * width // 8, height // 2], fill=(30, 200, 40))
-    return np.asarray(image)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    """Overrides conftest's seeding: NumPy only. `keras.utils.set_random_seed` also clears
-    TensorFlow's kernel caches, so the first call of the loaded SavedModel in each test would
-    take seconds; nothing here draws TensorFlow random numbers (`trained` seeds the weights)."""
-    np.random.seed(1234)
-    yield
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_shapes_tfrecords, tmp_path_factory):
-    """A workdir whose checkpoint looks like training's (model, optimizer, step) at step STEP."""
-    config = helpers.tiny_shapes_config(tiny_shapes_tfrecords)
-    manifest = experiment.read_manifest(tiny_shapes_tfrecords)
-    keras.utils.set_random_seed(7)
-    model = build_model(config.model, vocab_size=manifest["vocab_size"],
-                        image_size=config.data.image_size, max_words=config.data.max_words)
-    # Non-trivial BatchNorm statistics, so inference mode matters.
-    for variable in model.non_trainable_variables:
-        if "moving_mean" in variable.path:
-            variable.assign(np.random.default_rng(1).normal(0, 0.1, variable.shape))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(model.trainable_variables)
-    workdir = tmp_path_factory.mktemp("workdir")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                     step=tf.Variable(STEP, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, experiment.checkpoint_dir(str(workdir)), 2).save(
-        checkpoint_number=STEP)
-    return {"config": config, "workdir": str(workdir), "manifest": manifest,
-            "tfrecords": tiny_shapes_tfrecords, "untracked": export.untracked_variables(model)}
-
-
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    """The export written by `python -m cmsa_tf.export` in a subprocess, and the Keras model."""
-    base = tmp_path_factory.mktemp("saved_models") / "tiny"
-    flags = helpers.tiny_flags(trained["tfrecords"])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmsa_tf.export", *flags, f"--workdir={trained['workdir']}",
-         f"--export_dir={base}"],
-        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    # Meanwhile, the same checkpoint in this process: the reference.
-    model, _, step = experiment.build_and_restore(trained["config"], workdir=trained["workdir"])
-    stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr[-3000:]
-    assert step == STEP
-    version_dir = str(base / str(STEP))
-    assert stdout.strip().splitlines()[-1] == version_dir
-    vocabulary = tokenizer_lib.Vocabulary.from_file(trained["manifest"]["vocab_file"])
-    return dict(trained, base=str(base), version_dir=version_dir, model=model,
-                vocabulary=vocabulary)
-
-
-@pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(exported["version_dir"])
-
-
-def serve(loaded, images, expressions):
-    outputs = loaded.signatures[export.SERVING_SIGNATURE](
-        image_bytes=tf.constant(images, tf.string), expression=tf.constant(expressions, tf.string))
-    return {key: value.numpy() for key, value in outputs.items()}
-
-
-def reference(exported, images, expressions):
-    """The Keras model on the Python-side preprocessing: what serving_default must return."""
-    config = exported["config"]
-    size, max_words = config.data.image_size, config.data.max_words
-    pixels, info = pipeline.preprocess_encoded_images(tf.constant(images, tf.string), size)
-    words = np.stack([exported["vocabulary"].encode_padded(e, max_words)[0] for e in expressions])
-    outputs = exported["model"]({"image": pixels, "words": words}, return_attention=True)
-    probabilities = tf.sigmoid(outputs["logits"])
-    restored = pipeline.unpad_and_resize_batch(probabilities, info)[..., 0].numpy()
-    tokens = [tokenizer_lib.tokenize(e)[:max_words] for e in expressions]
-    return {
-        "image": pixels.numpy(),
-        "logits": outputs["logits"].numpy()[..., 0],
-        "probabilities": restored,
-        "height": info["orig_height"].numpy(),
-        "width": info["orig_width"].numpy(),
-        "word_attention": outputs["word_attention"].numpy(),
-        "words": words,
-        "tokens": np.array([[t.encode() for t in row] + [b""] * (max_words - len(row))
-                            for row in tokens], dtype=object),
-    }
-
-
-def assert_matches_reference(got, want):
-    np.testing.assert_array_equal(got["height"], want["height"])
-    np.testing.assert_array_equal(got["width"], want["width"])
-    np.testing.assert_array_equal(got["words"], want["words"])
-    assert got["tokens"].tolist() == want["tokens"].tolist()
-    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=ATOL)
-    np.testing.assert_allclose(got["word_attention"], want["word_attention"], atol=ATOL)
-    # The mask is the probability map thresholded at 0.5 (away from the threshold itself).
-    clear = np.abs(want["probabilities"] - pipeline.MASK_THRESHOLD) > ATOL
-    np.testing.assert_array_equal(got["mask"][clear],
-                                  (want["probabilities"] >= pipeline.MASK_THRESHOLD)[clear])
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoint coverage, layout and the CLI
-
-
-def test_every_model_variable_reaches_the_checkpoint(trained):
-    # Otherwise training never saves those weights and the export would ship random values.
-    assert trained["untracked"] == []
-
-
-def test_untracked_variables_finds_layers_kept_only_in_lists():
-    class Holder(keras.layers.Layer):
-        def __init__(self):
-            super().__init__(name="holder")
-            self.listed = [keras.layers.Dense(2, name="listed")]
-            self.attribute = keras.layers.Dense(2, name="attribute")
-
-        def call(self, x):
-            return self.attribute(self.listed[0](x))
-
-    class Wrapper(keras.Model):
-        def __init__(self):
-            super().__init__(name="wrapper")
-            self.holder = Holder()
-
-        def call(self, x):
-            return self.holder(x)
-
-    model = Wrapper()
-    model(np.zeros((1, 3), np.float32))
-    assert export.untracked_variables(model) == ["wrapper/holder/listed/kernel",
-                                                "wrapper/holder/listed/bias"]
-
-
-
-def test_export_writes_a_self_contained_version_directory(exported, loaded):
-    base, version_dir = pathlib.Path(exported["base"]), pathlib.Path(exported["version_dir"])
-    assert sorted(os.listdir(base)) == [str(STEP)]  # no temporary directory left behind
-    assert export.list_versions(base) == [STEP]
-    assert (version_dir / "saved_model.pb").is_file()
-    vocab_file = exported["manifest"]["vocab_file"]
-    assert (version_dir / "assets" / os.path.basename(vocab_file)).read_bytes() == \
-        pathlib.Path(vocab_file).read_bytes()
-    metadata = json.loads((version_dir / "assets.extra" / export.METADATA_FILE).read_text())
-    config = exported["config"]
-    assert metadata["step"] == STEP
-    assert metadata["checkpoint"].endswith(f"ckpt-{STEP}")
-    assert metadata["image_size"] == config.data.image_size
-    assert metadata["max_words"] == config.data.max_words
-    assert metadata["level_names"] == list(config.model.levels)
-    assert metadata["config"]["model"]["embedding_dim"] == config.model.embedding_dim
-    # The same constants travel as variables of the SavedModel itself.
-    assert int(loaded.step.numpy()) == STEP
-    assert int(loaded.image_size.numpy()) == config.data.image_size
-    assert int(loaded.max_words.numpy()) == config.data.max_words
-    assert [n.decode() for n in loaded.level_names.numpy()] == list(config.model.levels)
-    assert int(loaded.vocabulary_size.numpy()) == len(exported["vocabulary"])
-    assert set(loaded.signatures) == {export.SERVING_SIGNATURE, export.PREPROCESSED_SIGNATURE}
-
-
-def test_existing_version_is_not_replaced(exported, tmp_path):
-    before = sorted(os.listdir(exported["version_dir"]))
-    with pytest.raises(FileExistsError, match=rf"{STEP}' already exists .*--overwrite"):
-        export.export_model(exported["config"], exported["workdir"], exported["base"])
-    assert sorted(os.listdir(exported["version_dir"])) == before
-    with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        export.export_model(exported["config"], str(tmp_path / "empty"), str(tmp_path / "out"))
-    with pytest.raises(ValueError, match="version must be a non-negative int"):
-        export.export_model(exported["config"], exported["workdir"], str(tmp_path), version=-1)
+REPO = helpers.REPO
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,14 +74,20 @@ def _documented_input_exprs_script():
 
 
 class Background:
-    """Subprocesses started together (each imports TensorFlow: seconds apiece); results on demand."""
+    """Subprocesses started together (each imports TensorFlow: seconds apiece); results later."""
 
     def __init__(self):
         self._processes, self._results = {}, {}
 
     def start(self, name, args, cwd):
         self._processes[name] = subprocess.Popen(
-            args, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            args,
+            cwd=cwd,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def result(self, name):
         if name not in self._results:
@@ -295,31 +110,58 @@ def background(exported, tmp_path_factory):
     want = reference(exported, FRESH_IMAGES, FRESH_EXPRESSIONS)
     np.save(directory / "image.npy", want["image"])
     np.save(directory / "words.npy", want["words"])
-    (directory / "inputs.json").write_text(json.dumps({
-        "images": [base64.b64encode(b).decode() for b in FRESH_IMAGES],
-        "expressions": FRESH_EXPRESSIONS,
-        "image": str(directory / "image.npy"),
-        "words": str(directory / "words.npy"),
-    }))
+    (directory / "inputs.json").write_text(
+        json.dumps(
+            {
+                "images": [base64.b64encode(b).decode() for b in FRESH_IMAGES],
+                "expressions": FRESH_EXPRESSIONS,
+                "image": str(directory / "image.npy"),
+                "words": str(directory / "words.npy"),
+            }
+        )
+    )
     (directory / "script.py").write_text(FRESH_PROCESS_SCRIPT)
     (directory / "photo.png").write_bytes(CLI_IMAGE)
     (directory / "exprs.py").write_text(_documented_input_exprs_script())
     input_exprs = subprocess.run(
-        [sys.executable, "exprs.py", "photo.png", CLI_EXPRESSION], cwd=directory,
-        capture_output=True, text=True, check=True).stdout.strip()
+        [sys.executable, "exprs.py", "photo.png", CLI_EXPRESSION],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
     cli = str(pathlib.Path(sys.executable).parent / "saved_model_cli")
     runs = Background()
-    runs.start("fresh", [sys.executable, "script.py", exported["version_dir"], "inputs.json",
-                         "out.npz"], directory)
+    runs.start(
+        "fresh",
+        [sys.executable, "script.py", exported["version_dir"], "inputs.json", "out.npz"],
+        directory,
+    )
     runs.start("show", [cli, "show", "--all", "--dir", exported["version_dir"]], directory)
-    runs.start("run", [cli, "run", "--dir", exported["version_dir"], "--tag_set", "serve",
-                       "--signature_def", "serving_default", "--input_exprs", input_exprs,
-                       "--outdir", str(directory / "cli_out")], directory)
+    runs.start(
+        "run",
+        [
+            cli,
+            "run",
+            "--dir",
+            exported["version_dir"],
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            input_exprs,
+            "--outdir",
+            str(directory / "cli_out"),
+        ],
+        directory,
+    )
     yield {"runs": runs, "directory": directory, "want": want, "input_exprs": input_exprs}
     runs.close()
 
 
+@pytest.mark.slow
 def test_fresh_process_load_equals_keras_model(background):
     returncode, stdout, stderr = background["runs"].result("fresh")
     assert returncode == 0, stderr[-3000:]
@@ -328,12 +170,13 @@ def test_fresh_process_load_equals_keras_model(background):
     want = background["want"]
 
     np.testing.assert_allclose(got["pp_logits"], want["logits"], atol=ATOL)
-    np.testing.assert_allclose(got["pp_probabilities"], 1 / (1 + np.exp(-want["logits"])),
-                               atol=ATOL)
+    np.testing.assert_allclose(
+        got["pp_probabilities"], 1 / (1 + np.exp(-want["logits"])), atol=ATOL
+    )
     np.testing.assert_allclose(got["pp_word_attention"], want["word_attention"], atol=ATOL)
 
-    served = {key[len("serve_"):]: got[key] for key in got.files if key.startswith("serve_")}
-    assert set(served) == set(export.SERVING_OUTPUTS)
+    served = {key[len("serve_") :]: got[key] for key in got.files if key.startswith("serve_")}
+    assert set(served) == set(module.SERVING_OUTPUTS)
     served["tokens"] = served["tokens"].astype(object)
     assert served["probabilities"].shape == (3, 40, 50)
     assert served["mask"].dtype == np.uint8 and served["probabilities"].dtype == np.float32
@@ -346,6 +189,7 @@ def test_fresh_process_load_equals_keras_model(background):
     assert not served["word_attention"][padding].any()
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show(background):
     returncode, text, stderr = background["runs"].result("show")
     assert returncode == 0, stderr[-3000:]
@@ -354,13 +198,21 @@ def test_saved_model_cli_show(background):
     serving = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     for name in ("image_bytes", "expression"):
         assert re.search(
-            rf"inputs\['{name}'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving), name
-    for name, dtype in (("probabilities", "DT_FLOAT"), ("mask", "DT_UINT8"), ("height", "DT_INT32"),
-                        ("width", "DT_INT32"), ("word_attention", "DT_FLOAT"),
-                        ("words", "DT_INT32"), ("tokens", "DT_STRING")):
+            rf"inputs\['{name}'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", serving
+        ), name
+    for name, dtype in (
+        ("probabilities", "DT_FLOAT"),
+        ("mask", "DT_UINT8"),
+        ("height", "DT_INT32"),
+        ("width", "DT_INT32"),
+        ("word_attention", "DT_FLOAT"),
+        ("words", "DT_INT32"),
+        ("tokens", "DT_STRING"),
+    ):
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", serving), name
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_with_the_documented_input_exprs(background, loaded):
     # The documented snippet escapes every byte: no ';' for saved_model_cli to split on.
     assert ";" not in background["input_exprs"].split("];expression=")[0]
@@ -393,11 +245,12 @@ def _doc_json_blocks(marker):
     return [json.loads(block) for block in blocks if marker in block], text
 
 
+@pytest.mark.slow
 def test_documented_rest_request_runs_through_the_signature(exported, loaded):
     requests, text = _doc_json_blocks('"instances"')
     assert requests, "docs/serving.md has no JSON request with instances"
     for body in requests:
-        assert body.get("signature_name", export.SERVING_SIGNATURE) in loaded.signatures
+        assert body.get("signature_name", module.SERVING_SIGNATURE) in loaded.signatures
         instances = body["instances"]
         names = {key for instance in instances for key in instance}
         assert names == {"image_bytes", "expression"}
@@ -407,10 +260,11 @@ def test_documented_rest_request_runs_through_the_signature(exported, loaded):
         assert_matches_reference(got, direct)
     # Every output is described in the response section.
     response = text.split("## Response", 1)[1]
-    for name in export.SERVING_OUTPUTS:
+    for name in module.SERVING_OUTPUTS:
         assert f"`{name}`" in response, name
 
 
+@pytest.mark.slow
 def test_grpc_tensor_protos_round_trip(exported, loaded):
     """The PredictRequest tensors of the documented gRPC client (make_tensor_proto) are accepted."""
     image = encode(scene(30, 20, 4), "JPEG")
@@ -418,8 +272,9 @@ def test_grpc_tensor_protos_round_trip(exported, loaded):
         "image_bytes": tf.make_tensor_proto([image], dtype=tf.string),
         "expression": tf.make_tensor_proto(["green circle"], dtype=tf.string),
     }
-    outputs = loaded.signatures[export.SERVING_SIGNATURE](
-        **{name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.items()})
+    outputs = loaded.signatures[module.SERVING_SIGNATURE](
+        **{name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.items()}
+    )
     response = {name: tf.make_tensor_proto(value) for name, value in outputs.items()}
     mask = tf.make_ndarray(response["mask"])
     assert mask.shape == (1, 30, 20) and mask.dtype == np.uint8
@@ -436,31 +291,56 @@ def test_grpc_tensor_protos_round_trip(exported, loaded):
 def _truncated_png_bomb(height, width):
     """A PNG signature and an IHDR claiming height x width, plus an IEND: no pixel data at all."""
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + ihdr + b"\x00" * 4
-            + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + (13).to_bytes(4, "big")
+        + b"IHDR"
+        + ihdr
+        + b"\x00" * 4
+        + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
 
 
 GOOD = encode(scene(16, 16, 5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "images, expressions, message",
     [
-        ([GOOD, b"this is not an image"], ["a", "b"],
-         r"image_bytes\[1\] is not a JPEG, PNG, GIF or BMP file \(20 bytes"),
+        (
+            [GOOD, b"this is not an image"],
+            ["a", "b"],
+            r"image_bytes\[1\] is not a JPEG, PNG, GIF or BMP file \(20 bytes",
+        ),
         ([GOOD, b""], ["a", "b"], r"image_bytes\[1\] is empty \(0 bytes\)"),
-        ([encode(scene(30, 30), "JPEG")[:300]], ["a"],
-         r"image_bytes\[0\] is a truncated JPEG \(no end-of-image marker\)"),
+        (
+            [encode(scene(30, 30), "JPEG")[:300]],
+            ["a"],
+            r"image_bytes\[0\] is a truncated JPEG \(no end-of-image marker\)",
+        ),
         ([encode(scene(30, 30))[:200]], ["a"], r"image_bytes\[0\] is a truncated PNG"),
-        ([GOOD, _truncated_png_bomb(9000, 9000)], ["a", "b"],
-         r"image_bytes\[1\] is 9000x9000 = 81000000 pixels, more than the 67108864 pixels"),
+        (
+            [GOOD, _truncated_png_bomb(9000, 9000)],
+            ["a", "b"],
+            r"image_bytes\[1\] is 9000x9000 = 81000000 pixels, more than the 67108864 pixels",
+        ),
         ([_truncated_png_bomb(9000, 9000)[:-12]], ["a"], r"image_bytes\[0\] is a truncated PNG"),
         ([GOOD], [b"caf\xe9 on the left"], r"expression\[0\] is not valid UTF-8 text"),
         ([GOOD, GOOD], ["only one"], r"image_bytes has 2 images but expression has 1"),
         ([], [], r"image_bytes is an empty batch"),
     ],
-    ids=["not_an_image", "empty_bytes", "truncated_jpeg", "truncated_png", "pixel_bomb",
-         "truncated_pixel_bomb", "invalid_utf8", "batch_mismatch", "empty_batch"],
+    ids=[
+        "not_an_image",
+        "empty_bytes",
+        "truncated_jpeg",
+        "truncated_png",
+        "pixel_bomb",
+        "truncated_pixel_bomb",
+        "invalid_utf8",
+        "batch_mismatch",
+        "empty_batch",
+    ],
 )
 def test_bad_inputs_fail_with_a_message_naming_the_problem(loaded, images, expressions, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -469,6 +349,7 @@ def test_bad_inputs_fail_with_a_message_naming_the_problem(loaded, images, expre
     assert serve(loaded, [GOOD], ["red"])["mask"].shape == (1, 16, 16)
 
 
+@pytest.mark.slow
 def test_odd_images_have_defined_results(exported, loaded):
     rgb = scene(12, 18, 6)
     gray = rgb[..., 0]
@@ -492,10 +373,12 @@ def test_odd_images_have_defined_results(exported, loaded):
     index = {name: i for i, name in enumerate(names)}
     assert (got["height"][index["one_pixel"]], got["width"][index["one_pixel"]]) == (1, 1)
     for a, b in (("gray", "gray_as_rgb"), ("rgba", "rgb"), ("png16", "gray_as_rgb")):
-        np.testing.assert_array_equal(got["probabilities"][index[a]],
-                                      got["probabilities"][index[b]], err_msg=f"{a} vs {b}")
+        np.testing.assert_array_equal(
+            got["probabilities"][index[a]], got["probabilities"][index[b]], err_msg=f"{a} vs {b}"
+        )
 
 
+@pytest.mark.slow
 def test_odd_expressions_have_defined_results(exported, loaded):
     max_words = exported["config"].data.max_words
     vocabulary = exported["vocabulary"]
@@ -523,6 +406,7 @@ def test_odd_expressions_have_defined_results(exported, loaded):
     np.testing.assert_array_equal(other["probabilities"][0], other["probabilities"][1])
 
 
+@pytest.mark.slow
 def test_8000x8000_image_is_served_at_full_size(loaded):
     picture = Image.new("RGB", (8000, 8000), (20, 40, 60))
     ImageDraw.Draw(picture).rectangle([1000, 2000, 5000, 7000], fill=(220, 20, 20))
@@ -539,23 +423,29 @@ def test_8000x8000_image_is_served_at_full_size(loaded):
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
 def test_pixel_limit_reads_each_format_header(fmt):
     data = encode(scene(40, 30, 9), fmt)
-    image = export.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=40 * 30)
+    image = image_io.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=40 * 30)
     assert image.shape == (40, 30, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"is 40x30 = 1200 pixels, more than"):
-        export.checked_decode_image(tf.constant(2), tf.constant(data), max_pixels=40 * 30 - 1)
+        image_io.checked_decode_image(tf.constant(2), tf.constant(data), max_pixels=40 * 30 - 1)
     # No limit.
-    assert export.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=0).shape == \
-        (40, 30, 3)
+    assert image_io.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=0).shape == (
+        40,
+        30,
+        3,
+    )
 
 
+@pytest.mark.slow
 def test_predict_preprocessed_refuses_unknown_word_ids(exported, loaded):
     size, max_words = exported["config"].data.image_size, exported["config"].data.max_words
     image = np.zeros((1, size, size, 3), np.float32)
     words = np.zeros((1, max_words), np.int32)
     words[0, 0] = len(exported["vocabulary"])
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=rf"words holds ids outside \[0, {len(exported['vocabulary'])}\)"):
-        loaded.signatures[export.PREPROCESSED_SIGNATURE](image=image, words=words)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=rf"words holds ids outside \[0, {len(exported['vocabulary'])}\)",
+    ):
+        loaded.signatures[module.PREPROCESSED_SIGNATURE](image=image, words=words)
     words[0, 0] = -1
     with pytest.raises(tf.errors.InvalidArgumentError, match="words holds ids outside"):
-        loaded.signatures[export.PREPROCESSED_SIGNATURE](image=image, words=words)
+        loaded.signatures[module.PREPROCESSED_SIGNATURE](image=image, words=words)
