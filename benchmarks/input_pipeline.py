@@ -255,7 +255,7 @@ def main(argv=None):
         f"(examples/s, median of {args.repeats}) | {pipeline_rate:.1f} |"
     )
     print(f"| training (examples/s) | {fmt(model_examples, '.3f')} ({model_note}) |")
-    print(f"| pipeline / training | {fmt(ratio, '.1f')}x |")
+    print(f"| pipeline / training | {fmt(ratio, '.1f')}{'' if ratio is None else 'x'} |")
 
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
