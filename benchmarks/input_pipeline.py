@@ -1,11 +1,11 @@
-"""Input pipeline throughput against the training step rate it has to feed.
+"""Input pipeline throughput, and its ratio to the training step rate it feeds.
 
 Writes `--num_examples` synthetic COCO-like examples (480x640 JPEG images, {0, 1} PNG masks,
 3-15 word ids) into TFRecords in a temporary directory, then times
 `make_dataset(..., image_size=320, training=True, batch_size=1)` after a warm-up. The consumer's
 rate is either given (`--model_steps_per_second=X`) or measured (`--measure_model`: a few
 training steps of `configs/refcoco_unc.py`, ResNet-101 at 320x320, batch 1, random weights).
-The target is a pipeline at least 5x faster than training.
+`ratio` is the pipeline's examples per second over training's.
 
     .venv/bin/python benchmarks/input_pipeline.py --measure_model \
         --json benchmarks/results/input_pipeline.json
@@ -34,8 +34,6 @@ import tensorflow as tf  # noqa: E402
 
 from cmsa_tf.data import pipeline, schema  # noqa: E402
 
-TARGET_RATIO = 5.0
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,10 +47,17 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=64, help="examples read before timing")
     parser.add_argument("--measure", type=int, default=1024, help="examples timed")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
-    parser.add_argument("--model_steps_per_second", type=float, default=None,
-                        help="the training step rate to compare against, if known")
-    parser.add_argument("--measure_model", action="store_true",
-                        help="time training steps of configs/refcoco_unc.py (ResNet-101, 320)")
+    parser.add_argument(
+        "--model_steps_per_second",
+        type=float,
+        default=None,
+        help="the training step rate to compare against, if known",
+    )
+    parser.add_argument(
+        "--measure_model",
+        action="store_true",
+        help="time training steps of configs/refcoco_unc.py (ResNet-101, 320)",
+    )
     parser.add_argument("--model_steps", type=int, default=3, help="timed training steps")
     parser.add_argument("--vocab_size", type=int, default=12112)
     parser.add_argument("--workdir", default=None, help="where to write TFRecords (default: temp)")
@@ -90,16 +95,25 @@ def synthetic_example(rng, height, width, index):
 
     ids = rng.integers(1, 12112, rng.integers(3, 16)).tolist()
     return schema.serialize_example(
-        image_encoded=jpeg.getvalue(), image_format="jpeg", height=height, width=width,
-        mask_png=png.getvalue(), expression=" ".join(map(str, ids)), ids=ids,
-        image_id=index, ref_id=index, ann_id=index, sentence_id=index,
+        image_encoded=jpeg.getvalue(),
+        image_format="jpeg",
+        height=height,
+        width=width,
+        mask_png=png.getvalue(),
+        expression=" ".join(map(str, ids)),
+        ids=ids,
+        image_id=index,
+        ref_id=index,
+        ann_id=index,
+        sentence_id=index,
     )
 
 
 def write_records(directory, num_examples, num_shards, height, width):
     rng = np.random.default_rng(0)
     files = [
-        os.path.join(directory, f"train-{s:05d}-of-{num_shards:05d}.tfrecord") for s in range(num_shards)
+        os.path.join(directory, f"train-{s:05d}-of-{num_shards:05d}.tfrecord")
+        for s in range(num_shards)
     ]
     writers = [tf.io.TFRecordWriter(f) for f in files]
     num_bytes = 0
@@ -114,7 +128,10 @@ def write_records(directory, num_examples, num_shards, height, width):
 
 def time_pipeline(files, args):
     dataset = pipeline.make_dataset(
-        files, image_size=args.image_size, max_words=args.max_words, batch_size=args.batch_size,
+        files,
+        image_size=args.image_size,
+        max_words=args.max_words,
+        batch_size=args.batch_size,
         training=True,
     )
     iterator = iter(dataset)
@@ -134,8 +151,8 @@ def time_pipeline(files, args):
 def time_model(args):
     """Training steps per second of the paper config at batch 1; (rate, note)."""
     try:
-        from cmsa_tf import build_model
         from cmsa_tf.losses import sigmoid_cross_entropy
+        from cmsa_tf.models.cmsa_segmenter import build_model
 
         spec = importlib.util.spec_from_file_location(
             "refcoco_unc_config", os.path.join(REPO_ROOT, "configs", "refcoco_unc.py")
@@ -174,10 +191,10 @@ def time_model(args):
         rate = args.model_steps / (time.perf_counter() - start)
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
         return rate, (
-            f"measured: configs/refcoco_unc.py ({config.form} form), ResNet-101, "
+            f"measured: configs/refcoco_unc.py ({config.model.attention.form} form), ResNet-101, "
             f"{size}x{size}, batch 1, {trainable:,} trainable parameters"
         )
-    except Exception as error:  # noqa: BLE001 -- report, keep the pipeline number
+    except Exception as error:  # report it, keep the pipeline number
         return None, f"model not measured: {type(error).__name__}: {error}"
 
 
@@ -196,7 +213,10 @@ def main(argv=None):
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    model_rate, model_note = None, "not given (--model_steps_per_second) or measured (--measure_model)"
+    model_rate, model_note = (
+        None,
+        "not given (--model_steps_per_second) or measured (--measure_model)",
+    )
     if args.measure_model:
         model_rate, model_note = time_model(args)
     if model_rate is None and args.model_steps_per_second is not None:
@@ -218,21 +238,24 @@ def main(argv=None):
         "model_steps_per_second": None if model_rate is None else round(model_rate, 4),
         "model_note": model_note,
         "ratio": None if ratio is None else round(ratio, 1),
-        "target_ratio": TARGET_RATIO,
-        "meets_target": None if ratio is None else bool(ratio >= TARGET_RATIO),
     }
 
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    def fmt(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
     print(f"\nInput pipeline vs. training ({results['machine']})\n")
     print("| quantity | value |")
     print("|---|---|")
-    print(f"| synthetic examples ({args.height}x{args.width} JPEG + PNG mask) | "
-          f"{args.num_examples} in {args.num_shards} files, {bytes_per_example / 1024:.0f} KiB each |")
-    print(f"| pipeline, training=True, {args.image_size}x{args.image_size}, batch {args.batch_size} "
-          f"(examples/s, median of {args.repeats}) | {pipeline_rate:.1f} |")
+    print(
+        f"| synthetic examples ({args.height}x{args.width} JPEG + PNG mask) | "
+        f"{args.num_examples} in {args.num_shards} files, {bytes_per_example / 1024:.0f} KiB each |"
+    )
+    print(
+        f"| pipeline, training=True, {args.image_size}x{args.image_size}, batch {args.batch_size} "
+        f"(examples/s, median of {args.repeats}) | {pipeline_rate:.1f} |"
+    )
     print(f"| training (examples/s) | {fmt(model_examples, '.3f')} ({model_note}) |")
-    print(f"| pipeline / training | {fmt(ratio, '.1f')}x (target >= {TARGET_RATIO:.0f}x: "
-          f"{'n/a' if ratio is None else ('met' if ratio >= TARGET_RATIO else 'NOT met')}) |")
+    print(f"| pipeline / training | {fmt(ratio, '.1f')}{'' if ratio is None else 'x'} |")
 
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

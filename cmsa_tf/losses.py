@@ -1,4 +1,7 @@
-"""Eq. 7: the binary cross-entropy between the predicted map and the ground-truth mask."""
+"""Eq. 7: the binary cross-entropy between the predicted map and the ground-truth mask.
+
+See docs/design.md, "Training recipe".
+"""
 
 import keras
 from keras import ops
@@ -6,7 +9,7 @@ from keras import ops
 PIXEL_REDUCTIONS = ("sum", "mean")
 
 
-def sigmoid_cross_entropy(mask, logits, pixel_reduction="sum"):
+def sigmoid_cross_entropy(mask, logits, pixel_reduction: str = "sum"):
     """Per-example binary cross-entropy of logits against a {0, 1} mask.
 
     Args:
@@ -47,7 +50,7 @@ class SegmentationLoss(keras.losses.Loss):
     >>> value = loss(mask, logits)  # mask, logits: [B, H, W, 1]
     """
 
-    def __init__(self, pixel_reduction="sum", name="segmentation_loss", **kwargs):
+    def __init__(self, pixel_reduction: str = "sum", name: str = "segmentation_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if pixel_reduction not in PIXEL_REDUCTIONS:
             raise ValueError(

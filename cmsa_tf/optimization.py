@@ -1,6 +1,12 @@
-"""The authors' optimisation recipe: Adam, polynomial decay, L2 weight decay, 2x bias learning rate."""
+"""The authors' optimisation recipe: Adam, polynomial decay, L2 weight decay, 2x bias learning rate.
+
+See docs/design.md, "Training recipe".
+"""
+
+from collections.abc import Sequence
 
 import keras
+import ml_collections
 from keras import ops
 
 
@@ -11,12 +17,13 @@ def _leaf_name(variable):
     return path.split(":")[0].split("/")[-1]
 
 
-def is_bias(variable):
+def is_bias(variable) -> bool:
     return _leaf_name(variable) == "bias"
 
 
-def is_decayed(variable):
-    """Weight decay applies to conv / projection kernels only (not biases, BN, embeddings, gammas)."""
+def is_decayed(variable) -> bool:
+    """Weight decay applies to conv / projection kernels only (not biases, BN, embeddings,
+    gammas)."""
     return _leaf_name(variable) == "kernel"
 
 
@@ -24,15 +31,16 @@ def is_decayed(variable):
 class Adam(keras.optimizers.Adam):
     """Adam whose bias variables take `bias_lr_multiplier` times the learning rate.
 
-    Adam's step does not scale with the gradient, so the authors' "biases at twice the learning rate"
-    cannot be had by scaling gradients; this multiplies the learning rate in the update instead.
+    Adam's step does not scale with the gradient, so the authors' "biases at twice the learning
+    rate" cannot be had by scaling gradients; this multiplies the learning rate in the update
+    instead.
 
     Args:
         bias_lr_multiplier: learning-rate factor for variables named `bias`.
         **kwargs: `keras.optimizers.Adam` arguments.
     """
 
-    def __init__(self, bias_lr_multiplier=1.0, **kwargs):
+    def __init__(self, bias_lr_multiplier: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.bias_lr_multiplier = bias_lr_multiplier
 
@@ -47,7 +55,9 @@ class Adam(keras.optimizers.Adam):
         return config
 
 
-def learning_rate_schedule(train_config):
+def learning_rate_schedule(
+    train_config: ml_collections.ConfigDict,
+) -> keras.optimizers.schedules.PolynomialDecay:
     """Polynomial decay from `learning_rate` to `end_learning_rate` over `steps` (power 0.9)."""
     return keras.optimizers.schedules.PolynomialDecay(
         initial_learning_rate=train_config.learning_rate,
@@ -57,7 +67,8 @@ def learning_rate_schedule(train_config):
     )
 
 
-def create_optimizer(train_config):
+def create_optimizer(train_config: ml_collections.ConfigDict) -> Adam:
+    """The authors' Adam (`Adam` below) over `learning_rate_schedule(train_config)`."""
     if train_config.optimizer != "adam":
         raise ValueError(
             f"config.train.optimizer must be 'adam' (the authors' optimiser), "
@@ -69,7 +80,7 @@ def create_optimizer(train_config):
     )
 
 
-def l2_penalty(variables, weight_decay):
+def l2_penalty(variables: Sequence, weight_decay: float):
     """`weight_decay * sum ||w||^2 / 2` over decayed kernels (TF1's l2_loss, as the authors)."""
     kernels = [v for v in variables if is_decayed(v)]
     if not weight_decay or not kernels:

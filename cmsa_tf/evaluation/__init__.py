@@ -1,4 +1,8 @@
-"""Evaluation: the authors' metrics (overall IoU, mean IoU, prec@X) and DenseCRF refinement."""
+"""Evaluation: the authors' metrics (overall IoU, mean IoU, prec@X) and DenseCRF refinement.
+
+`cmsa_tf.evaluation.evaluator` evaluates a model on a split (`evaluate_split`); the command line
+over it is `python -m cmsa_tf.evaluate`.
+"""
 
 from cmsa_tf.evaluation.dense_crf import dense_crf
 from cmsa_tf.evaluation.metrics import (

@@ -62,9 +62,7 @@ def dense_crf(
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"`image` must have shape [H, W, 3] (RGB), got shape {image.shape}.")
     if image.dtype != np.uint8:
-        raise ValueError(
-            f"`image` must have dtype uint8 (values 0..255), got dtype {image.dtype}."
-        )
+        raise ValueError(f"`image` must have dtype uint8 (values 0..255), got dtype {image.dtype}.")
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         raise ValueError(f"`image` must not be empty, got shape {image.shape}.")

@@ -76,8 +76,9 @@ def test_extreme_probabilities_and_non_contiguous_image():
 def test_stronger_pairwise_terms_change_the_result():
     image, square = _scene()
     probabilities = _coarse_probabilities()
-    weak = dense_crf(image, probabilities, gaussian_compat=1e-3, bilateral_compat=1e-3,
-                     iterations=1)
+    weak = dense_crf(
+        image, probabilities, gaussian_compat=1e-3, bilateral_compat=1e-3, iterations=1
+    )
     # Almost no pairwise energy: the CRF returns the thresholded unary.
     assert np.array_equal(weak, (probabilities > 0.5).astype(np.uint8))
     assert not np.array_equal(dense_crf(image, probabilities), weak)

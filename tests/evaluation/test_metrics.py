@@ -206,8 +206,16 @@ def test_custom_thresholds_and_validation():
 
 
 def test_to_markdown_table():
-    val = {"overall_iou": 0.58321, "mean_iou": 0.6, "prec@0.5": 0.5, "prec@0.6": 0.4,
-           "prec@0.7": 0.3, "prec@0.8": 0.2, "prec@0.9": 0.0512345, "count": 10}
+    val = {
+        "overall_iou": 0.58321,
+        "mean_iou": 0.6,
+        "prec@0.5": 0.5,
+        "prec@0.6": 0.4,
+        "prec@0.7": 0.3,
+        "prec@0.8": 0.2,
+        "prec@0.9": 0.0512345,
+        "count": 10,
+    }
     crf = dict(val, overall_iou=0.6, mean_iou=1.0)
     table = to_markdown({"val": val, "val + CRF": crf})
     lines = table.splitlines()

@@ -1,0 +1,92 @@
+"""The Trainer: one distributed step equals one single-device step; mixed precision."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from cmsa_tf.training import Trainer, create_strategy, train_loop
+from tests.helpers import REPO
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    sys.path.insert(0, {repo!r})
+    from tests.helpers import tiny_shapes_config
+    from cmsa_tf.training import Trainer
+    config = tiny_shapes_config({records!r})
+    config.data.deterministic = True  # same example order for both runs
+    config.model.backbone.freeze_batchnorm = True  # per-replica BN statistics would differ
+    results = {{}}
+    for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
+        strategy = tf.distribute.MirroredStrategy(devices)
+        tf.keras.utils.set_random_seed(0)  # same initial weights and example order
+        assert strategy.num_replicas_in_sync == len(devices)
+        trainer = Trainer(config, {workdir!r} + name, strategy)
+        step = trainer.train_step_fn()
+        iterator = iter(trainer.dataset())
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        loss = float(step(iterator)[0])  # one step on the same global batch of 4
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        results[name] = (loss, [b - a for a, b in zip(before, after)], before)
+    (l1, u1, w1), (l2, u2, w2) = results["one"], results["two"]
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    assert len(u1) == len(u2) > 10
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)  # same start
+    moved = 0
+    for a, b in zip(u1, u2):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)  # same update
+        moved += int(np.abs(a).max() > 0)
+    assert moved == len(u1)
+    print("OK", l1, l2)
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpu_replicas_equal_one_device(tmp_path, tiny_shapes_tfrecords):
+    script = MIRRORED_SCRIPT.format(
+        repo=str(REPO),
+        records=tiny_shapes_tfrecords,
+        workdir=str(tmp_path / "run_"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_trains(tmp_path, tiny_shapes_tfrecords, tiny_config, precision):
+    import keras
+
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.train.steps = 2
+    config.train.mixed_precision = precision
+    try:
+        trainer = Trainer(config, str(tmp_path / "run"), create_strategy("mirrored"))
+        assert trainer.model.compute_dtype == precision
+        assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        result = train_loop(trainer, progress=False)
+        assert result["step"] == 2 and np.isfinite(result["loss"])
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        assert sum(int(not np.array_equal(a, b)) for a, b in zip(before, after)) > len(before) // 2
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
