@@ -134,8 +134,12 @@ def test_model_function_matches_golden(case):
     )
     logits = golden[f"{case}/logits"]
     assert np.isfinite(logits).all() and logits.std() > 1e-3
-    np.testing.assert_allclose(result["logits"], logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max())
-    np.testing.assert_allclose(result["word_attention"], golden[f"{case}/word_attention"], atol=1e-5)
+    np.testing.assert_allclose(
+        result["logits"], logits, rtol=1e-4, atol=1e-4 * np.abs(logits).max()
+    )
+    np.testing.assert_allclose(
+        result["word_attention"], golden[f"{case}/word_attention"], atol=1e-5
+    )
 
 
 def test_golden_covers_every_config_and_variant():
