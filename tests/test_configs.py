@@ -78,6 +78,7 @@ def test_shapes_config_builds_and_runs(arg, load):
     assert model.attention_layers[0].form == config.model.attention.form
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name,arg", [(name, None) for name in PAPER_CONFIGS] + [("refcoco_unc", "official")]
 )

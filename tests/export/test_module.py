@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from cmsa_tf.data import image_io
 from cmsa_tf.export import module
 from tests import helpers
 from tests.export.common import (
@@ -418,21 +417,6 @@ def test_8000x8000_image_is_served_at_full_size(loaded):
     assert (got["height"][0], got["width"][0]) == (8000, 8000)
     assert np.isfinite(got["probabilities"]).all()
     assert set(np.unique(got["mask"])) <= {0, 1}
-
-
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
-def test_pixel_limit_reads_each_format_header(fmt):
-    data = encode(scene(40, 30, 9), fmt)
-    image = image_io.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=40 * 30)
-    assert image.shape == (40, 30, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"is 40x30 = 1200 pixels, more than"):
-        image_io.checked_decode_image(tf.constant(2), tf.constant(data), max_pixels=40 * 30 - 1)
-    # No limit.
-    assert image_io.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=0).shape == (
-        40,
-        30,
-        3,
-    )
 
 
 @pytest.mark.slow

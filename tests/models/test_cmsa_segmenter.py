@@ -144,6 +144,7 @@ def test_bad_arguments():
         CMSASegmenter(**TINY)({"img": np.zeros((1, 32, 32, 3))})
 
 
+@pytest.mark.slow
 def test_few_steps_halve_the_loss():
     from cmsa_tf.losses import SegmentationLoss
 

@@ -111,6 +111,7 @@ def test_config_fields_reach_the_model(config_loader):
     assert model.gammas == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_runs_trains_and_round_trips(name, tmp_path):
     kwargs = dict(TINY, **VARIANTS[name])

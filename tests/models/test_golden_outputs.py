@@ -87,11 +87,9 @@ def _set_weights(model):
     return shapes
 
 
-def compute_case(name, arg, variant):
-    from cmsa_tf.models.cmsa_segmenter import build_model
-
-    config = _load_config(name, arg)
-    model_config = config.model
+def case_model_config(name, arg, variant):
+    """The `config.model` of one case: its config file's, no pretrained weights, its variant."""
+    model_config = _load_config(name, arg).model
     with model_config.unlocked():
         model_config.backbone.weights = None
         if variant is not None:
@@ -99,6 +97,25 @@ def compute_case(name, arg, variant):
             model_config.attention.variant = attention
             model_config.word_representation = representation
             model_config.fusion = fusion
+    return model_config
+
+
+# Cases whose model configs are equal (the REFER configs differ only in their data) build the
+# same model: each distinct model config is computed once per test session.
+_RESULTS = {}
+
+
+def compute_case(name, arg, variant):
+    model_config = case_model_config(name, arg, variant)
+    key = model_config.to_json(sort_keys=True)
+    if key not in _RESULTS:
+        _RESULTS[key] = _compute(model_config)
+    return _RESULTS[key]
+
+
+def _compute(model_config):
+    from cmsa_tf.models.cmsa_segmenter import build_model
+
     model = build_model(
         model_config, vocab_size=VOCAB_SIZE, image_size=IMAGE_SIZE, max_words=WORDS.shape[1]
     )
