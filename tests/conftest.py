@@ -4,10 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from tests.helpers import load_config, tiny_flags, tiny_shapes_config  # noqa: E402
+from tests.helpers import load_config, tiny_flags, tiny_shapes_config
 
 
 @pytest.fixture(autouse=True)
