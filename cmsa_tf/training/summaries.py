@@ -10,8 +10,73 @@ import cmsa_tf.evaluation.metrics as metrics_lib
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest
 from cmsa_tf.data.image_io import decode_rgb
+from cmsa_tf.data.preprocess import resize_and_pad_info
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation.evaluator import iterate_predictions
+
+
+def padded_window(height: int, width: int, image_size: int) -> tuple[int, int, int, int, int]:
+    """Where a `height x width` image lies in the padded `image_size` square the model sees:
+    `(image_size, pad_top, pad_left, resized_height, resized_width)` (`resize_and_pad_info`), the
+    `window` of `visualize.heat_map`."""
+    info = resize_and_pad_info(height, width, image_size)
+    keys = ("pad_top", "pad_left", "resized_height", "resized_width")
+    return (int(image_size), *(int(info[key]) for key in keys))
+
+
+def example_figures(
+    item: dict,
+    iou: float | None,
+    tokens: list[str],
+    level_names,
+    image_size: int,
+    score_weights: tuple,
+    threshold: float = 0.5,
+) -> dict:
+    """The three figures of one evaluated expression, each titled with its expression and IoU.
+
+    Args:
+        item: one dict of `iterate_predictions` (`image_bytes`, `ground_truth`, `probabilities`,
+            `expression`, `word_attention`, `features`).
+        iou: the prediction's IoU (None: left out of the titles).
+        tokens: the expression's words.
+        level_names: the model's levels (rows of the word attention).
+        image_size: the model's input size (`config.data.image_size`).
+        score_weights: `(kernel, bias)` of the model's score convolution
+            (`visualize.score_weights`).
+        threshold: foreground threshold of the prediction overlay.
+
+    Returns:
+        `{"predictions": ..., "word_attention": ..., "heat_map": ...}` matplotlib figures:
+        the comparison panel, the Fig. 4 matrix and the Fig. 5 heat map with its colour bar.
+    """
+    rgb = decode_rgb(item["image_bytes"])
+    height, width = rgb.shape[:2]
+    kernel, bias = score_weights
+    heat = visualize.heat_map(
+        item["features"],
+        (height, width),
+        score_kernel=kernel,
+        score_bias=bias,
+        window=padded_window(height, width, image_size),
+    )
+    return {
+        "predictions": visualize.comparison_figure(
+            rgb,
+            item["ground_truth"],
+            item["probabilities"],
+            item["expression"],
+            threshold=threshold,
+            iou=iou,
+        ),
+        "word_attention": visualize.word_attention_figure(
+            tokens,
+            item["word_attention"],
+            level_names=level_names,
+            title=visualize.expression_title(item["expression"], iou),
+        ),
+        "heat_map": visualize.heat_map_figure(rgb, heat, item["expression"], iou=iou),
+    }
 
 
 class TrainingEvaluator:
@@ -19,7 +84,8 @@ class TrainingEvaluator:
 
     Scalars `<split>/<metric>`; for the first `config.eval.num_images` expressions the
     prediction overlay (`predictions/i`), the word attention of each level (`word_attention/i`,
-    the paper's Fig. 4) and a feature heat map (`heat_map/i`, Fig. 5).
+    the paper's Fig. 4) and a feature heat map (`heat_map/i`, Fig. 5), each titled with its
+    expression and IoU (`example_figures`).
 
     Args:
         config: the full experiment config.
@@ -71,28 +137,19 @@ class TrainingEvaluator:
                 if key != "count":
                     tf.summary.scalar(f"{self.split}/{key}", value)
             for index, (item, iou) in enumerate(images):
-                rgb = decode_rgb(item["image_bytes"])
-                panel = visualize.comparison_panel(
-                    rgb,
-                    item["ground_truth"],
-                    item["probabilities"],
-                    item["expression"],
-                    threshold=eval_config.threshold,
-                    iou=iou,
-                )
-                tf.summary.image(f"predictions/{index}", panel[None], step=step)
                 tokens = [self.vocabulary.tokens[i] for i in item["words"] if i != 0]
-                figure = visualize.word_attention_image(
+                figures = example_figures(
+                    item,
+                    iou,
                     tokens,
-                    item["word_attention"],
-                    level_names=self.model.levels,
-                    title=item["expression"],
+                    self.model.levels,
+                    self.config.data.image_size,
+                    score_weights=visualize.score_weights(self.model),
+                    threshold=eval_config.threshold,
                 )
-                tf.summary.image(f"word_attention/{index}", figure[None], step=step)
-                heat = visualize.heat_map(item["features"], rgb.shape[:2])
-                tf.summary.image(
-                    f"heat_map/{index}", visualize.heat_map_overlay(rgb, heat)[None], step=step
-                )
+                for name, figure in figures.items():
+                    pixels = visualize.figure_to_array(figure)
+                    tf.summary.image(f"{name}/{index}", pixels[None], step=step)
         self.writer.flush()
         logging.info(
             "step %d %s: overall IoU %.4f, mean IoU %.4f",

@@ -1,5 +1,7 @@
 """Input checks and pixel blending shared by the drawing modules of `cmsa_tf.visualize`."""
 
+import textwrap
+
 import numpy as np
 
 
@@ -66,3 +68,35 @@ def blend(image, color, alpha, where=None):
     out = image.copy()
     out[where] = blended[where]
     return out
+
+
+def expression_title(expression, iou=None, line_width=60):
+    """A figure title: the expression in quotes, wrapped at `line_width`, then "IoU = 0.xxx".
+
+    Args:
+        expression: the referring expression (str, or UTF-8 bytes as read from TFRecords).
+        iou: optional IoU of the prediction, appended (on the last line when it fits).
+        line_width: characters a line.
+
+    Returns:
+        str, lines joined by "\\n"; `"(empty expression)"` for an empty one.
+
+    Example:
+        >>> expression_title("man on the left", 0.75)
+        '"man on the left"  IoU = 0.750'
+    """
+    if isinstance(expression, bytes):
+        expression = expression.decode("utf-8")
+    if not isinstance(expression, str):
+        raise ValueError(f"expression must be a str, got {type(expression).__name__}.")
+    lines = textwrap.wrap(f'"{expression}"', line_width) if expression else ["(empty expression)"]
+    if iou is not None:
+        iou = float(iou)
+        if not np.isfinite(iou):
+            raise ValueError(f"iou must be a finite number, got {iou}.")
+        iou_text = f"IoU = {iou:.3f}"
+        if len(lines[-1]) + 2 + len(iou_text) <= line_width:
+            lines[-1] += "  " + iou_text
+        else:
+            lines.append(iou_text)
+    return "\n".join(lines)

@@ -1,10 +1,17 @@
-"""Masks drawn on images: `overlay_mask` (tint and outline) and the `comparison_panel`."""
+"""Masks drawn on images: `overlay_mask` (tint and outline) and the `comparison_figure` panel."""
 
-import textwrap
-
+import matplotlib.figure
 import numpy as np
 
-from cmsa_tf.visualize.common import as_color, as_image, as_map, binarize_mask, blend, check_alpha
+from cmsa_tf.visualize.common import (
+    as_color,
+    as_image,
+    as_map,
+    binarize_mask,
+    blend,
+    check_alpha,
+    expression_title,
+)
 from cmsa_tf.visualize.images import figure_to_array, new_figure
 
 
@@ -82,7 +89,7 @@ def overlay_mask(
     return out
 
 
-def comparison_panel(
+def comparison_figure(
     image_rgb_uint8,
     ground_truth,
     prediction_probabilities,
@@ -93,7 +100,7 @@ def comparison_panel(
     prediction_color=(255, 0, 0),
     panel_inches=3.0,
     dpi=100,
-):
+) -> matplotlib.figure.Figure:
     """Side by side "input | ground truth overlay | prediction overlay", the expression as title.
 
     Args:
@@ -109,7 +116,8 @@ def comparison_panel(
         dpi: rendering resolution.
 
     Returns:
-        uint8 RGB array [h, w, 3] of the rendered figure.
+        a `matplotlib.figure.Figure` on its own Agg canvas, one axes a panel; its title
+        (`fig._suptitle`) is `expression_title(expression, iou)`. `comparison_panel` renders it.
     """
     image = as_image(image_rgb_uint8, "image_rgb_uint8")
     height, width = image.shape[:2]
@@ -122,25 +130,12 @@ def comparison_panel(
         ("prediction", overlay_mask(image, prediction, prediction_color, threshold=threshold))
     )
 
-    if isinstance(expression, bytes):
-        expression = expression.decode("utf-8")
-    if not isinstance(expression, str):
-        raise ValueError(f"expression must be a str, got {type(expression).__name__}.")
     if panel_inches <= 0 or dpi <= 0:
         raise ValueError(f"panel_inches and dpi must be positive, got {panel_inches} and {dpi}.")
     total_inches = panel_inches * len(panels)
     line_width = max(20, int(total_inches * 11))  # about 11 characters of 10-pt text per inch
-    lines = textwrap.wrap(f'"{expression}"', line_width) if expression else ["(empty expression)"]
-    if iou is not None:
-        iou = float(iou)
-        if not np.isfinite(iou):
-            raise ValueError(f"iou must be a finite number, got {iou}.")
-        iou_text = f"IoU = {iou:.3f}"
-        if len(lines[-1]) + 2 + len(iou_text) <= line_width:
-            lines[-1] += "  " + iou_text
-        else:
-            lines.append(iou_text)
-    title = "\n".join(lines)
+    title = expression_title(expression, iou, line_width)
+    lines = title.split("\n")
     title_inches = 0.25 * len(lines) + 0.45
     fig = new_figure((total_inches, panel_inches * height / width + title_inches), dpi)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -149,4 +144,13 @@ def comparison_panel(
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
-    return figure_to_array(fig)
+    return fig
+
+
+def comparison_panel(image_rgb_uint8, ground_truth, prediction_probabilities, expression, **kwargs):
+    """`comparison_figure` rendered to a uint8 RGB array [h, w, 3] (same arguments)."""
+    return figure_to_array(
+        comparison_figure(
+            image_rgb_uint8, ground_truth, prediction_probabilities, expression, **kwargs
+        )
+    )

@@ -9,7 +9,7 @@ from PIL import Image
 
 from cmsa_tf.data import schema
 from cmsa_tf.data.manifest import split_files
-from cmsa_tf.evaluation.evaluator import evaluate_split
+from cmsa_tf.evaluation.evaluator import evaluate_split, iterate_predictions
 
 
 class EverywhereModel:
@@ -61,3 +61,36 @@ def test_unknown_split_is_a_clear_error(tiny_shapes_tfrecords, tiny_config):
     config = tiny_config(tiny_shapes_tfrecords)
     with pytest.raises(ValueError, match="testC.*available splits"):
         evaluate_split(EverywhereModel(), config, "testC", progress=False)
+
+
+def test_overlays_are_titled_with_their_expression_and_iou(
+    tiny_shapes_tfrecords, tiny_config, tmp_path, monkeypatch
+):
+    from cmsa_tf.visualize import overlay
+
+    titles = []
+    render = overlay.figure_to_array
+
+    def capture(fig):
+        titles.append(fig._suptitle.get_text())
+        return render(fig)
+
+    monkeypatch.setattr(overlay, "figure_to_array", capture)
+    config = tiny_config(tiny_shapes_tfrecords)
+    evaluate_split(
+        EverywhereModel(),
+        config,
+        "val",
+        num_overlays=2,
+        overlay_dir=str(tmp_path),
+        progress=False,
+    )
+    # The model predicts the whole image: each IoU is the mask's share of its image.
+    expected = [
+        f'"{item["expression"]}"  IoU = {item["ground_truth"].mean():.3f}'
+        for item in iterate_predictions(
+            EverywhereModel(), split_files(tiny_shapes_tfrecords, "val"), config, 2, False
+        )
+    ]
+    assert titles == expected[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["val_0000.png", "val_0001.png"]
