@@ -90,6 +90,7 @@ def iterate_predictions(
         batch_size=config.eval.batch_size,
         training=False,
         include_original=True,
+        preprocessing=config.data.get("preprocessing", "default"),
     )
     if max_examples:
         dataset = dataset.unbatch().take(max_examples).batch(config.eval.batch_size)

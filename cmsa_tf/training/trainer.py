@@ -119,6 +119,7 @@ class Trainer:
                 seed=self.config.train.seed,
                 deterministic=data.get("deterministic", False),
                 input_context=input_context,
+                preprocessing=data.get("preprocessing", "default"),
             )
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
