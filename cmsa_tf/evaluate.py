@@ -6,8 +6,9 @@ r"""Evaluates a trained CMSA model, with and without DenseCRF.
 Predictions become masks at each original image size by `config.eval.protocol`
 (`cmsa_tf.evaluation.protocols`: "exact", the default, crops the pad, resizes and thresholds at
 0.5; "authors" is the map-back of the authors' code) and are compared with the original mask:
-overall IoU (sum I / sum U, Table 1 of the paper), mean IoU and prec@0.5..0.9. `--crf` adds the same metrics after DenseCRF refinement.
-Results go to `<workdir>/eval/<split>.json` and `.md`; `--num_overlays` writes prediction overlays there too.
+overall IoU (sum I / sum U, Table 1 of the paper), mean IoU and prec@0.5..0.9. `--crf` adds
+the same metrics after DenseCRF refinement. Results (with the protocol) go to
+`<workdir>/eval/<split>.json` and `.md`; `--num_overlays` writes prediction overlays there too.
 Uses the latest checkpoint of the workdir unless `--checkpoint` names one. The library is
 `cmsa_tf.evaluation.evaluator`.
 """
