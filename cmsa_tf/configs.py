@@ -97,6 +97,13 @@ def train_config() -> ml_collections.ConfigDict:
             decay_power=0.9,
             weight_decay=5e-4,
             bias_lr_multiplier=2.0,
+            # "default": decay every kernel (conv, dense, attention projections, LSTM), biases
+            # at bias_lr_multiplier x the learning rate. "authors" (their train_op): decay only
+            # the res5_projection and score kernels and the trainable backbone kernels, biases of
+            # those two layers' gradients x bias_lr_multiplier (docs/design.md, "Training recipe").
+            recipe="default",
+            # None: the recipe's Adam epsilon (1e-7, Keras's default; "authors": 1e-8, TF1's).
+            adam_epsilon=ml_collections.config_dict.placeholder(float),
             # "sum" over pixels, mean over the batch (the authors), or "mean" over everything.
             loss_reduction="sum",
             # "" (float32), "bfloat16" or "float16" (with loss scaling): for GPUs.
@@ -139,6 +146,9 @@ def paper_config(
             shuffle_buffer=1000,
             # Fixed example order given the seed (slower input; for tests and reproductions).
             deterministic=False,
+            # "default" or "authors" (their skimage resize, uint8 quantisation, `> 0` training
+            # masks; cmsa_tf/data/preprocess.py).
+            preprocessing="default",
         )
     )
     config.model = model_config(form)
@@ -148,6 +158,9 @@ def paper_config(
             batch_size=1,
             crf=True,
             threshold=0.5,
+            # "exact": undo the resize-and-pad, probabilities >= threshold. "authors": their
+            # main_cmsa.py test (cmsa_tf/evaluation/protocols.py; threshold not used).
+            protocol="exact",
             # Evaluation during training (config.train.eval_every): TensorBoard images shown and
             # validation expressions scored.
             num_images=4,

@@ -1,11 +1,13 @@
-r"""Evaluates a trained CMSA model with the authors' protocol, with and without DenseCRF.
+r"""Evaluates a trained CMSA model, with and without DenseCRF.
 
   python -m cmsa_tf.evaluate --config=configs/refcoco_unc.py --workdir=workdir/refcoco_unc \
       --split=val --crf
 
-Predictions are mapped back to each original image (crop the pad, resize), thresholded at 0.5 and
-compared with the original mask: overall IoU (sum I / sum U, Table 1 of the paper), mean IoU and
-prec@0.5..0.9. `--crf` adds the same metrics after DenseCRF refinement. Results go to
+Predictions become masks at each original image size by `config.eval.protocol`
+(`cmsa_tf.evaluation.protocols`: "exact", the default, crops the pad, resizes and thresholds at
+0.5; "authors" is the map-back of the authors' code) and are compared with the original mask:
+overall IoU (sum I / sum U, Table 1 of the paper), mean IoU and prec@0.5..0.9. `--crf` adds
+the same metrics after DenseCRF refinement. Results (with the protocol) go to
 `<workdir>/eval/<split>.json` and `.md`; `--num_overlays` writes prediction overlays there too.
 Uses the latest checkpoint of the workdir unless `--checkpoint` names one. The library is
 `cmsa_tf.evaluation.evaluator`.
@@ -42,7 +44,11 @@ def main(argv):
     output_dir = _OUTPUT_DIR.value or os.path.join(
         workdir or os.path.dirname(os.path.dirname(checkpoint)), "eval"
     )
-    extra = {"checkpoint": checkpoint, "step": step}
+    extra = {
+        "checkpoint": checkpoint,
+        "step": step,
+        "protocol": config.eval.get("protocol", "exact"),
+    }
     all_results = {}
     for split in _SPLIT.value:
         results = evaluate_split(

@@ -1,30 +1,103 @@
-"""The authors' optimisation recipe: Adam, polynomial decay, L2 weight decay, 2x bias learning rate.
+"""The optimisation recipes: Adam, polynomial decay, L2 weight decay, the bias factor.
 
-See docs/design.md, "Training recipe".
+`config.train.recipe` (docs/design.md, "Training recipe"):
+
+- "default": L2 decay on every kernel (`variable_role == "kernel"`: conv, dense, attention and
+  LSTM kernels of the head, and the kernels of the backbone stages that train); every bias takes
+  `bias_lr_multiplier` times the learning rate inside Adam's update; Adam epsilon 1e-7.
+- "authors" (their `train_op`): L2 decay only on the kernels of `res5_projection` and `score`
+  (their `mlp_c5/DW`, `score/DW`) and of the backbone stages that train (their `weights`);
+  the gradients of those two layers' biases are multiplied by `bias_lr_multiplier` (which Adam's
+  update ignores, up to epsilon); Adam epsilon 1e-8.
+
+Variables are selected by role from the last two parts of their path (`variable_role`).
 """
 
+import re
 from collections.abc import Sequence
 
 import keras
 import ml_collections
 from keras import ops
 
+RECIPES = ("default", "authors")
+ROLES = ("kernel", "bias", "embedding", "normalization", "scale")
+# Adam's epsilon of each recipe when `config.train.adam_epsilon` is None (Keras's, TF1's).
+ADAM_EPSILON = {"default": 1e-7, "authors": 1e-8}
+# The layers whose kernels and biases the authors' recipe treats apart.
+AUTHORS_HEAD_LAYERS = ("res5_projection", "score")
+# Backbone convolutions (`conv1`, `res4b22_branch2a`, ...), as `AtrousResNet` names them.
+_BACKBONE_CONV = re.compile(r"^(conv1|res\d+[a-z]\w*_branch\w+)$")
+_NORMALIZATION = ("gamma", "beta", "moving_mean", "moving_variance")
 
-def _leaf_name(variable):
+
+def _path_parts(variable):
     # A Keras variable has a `path`; inside a distributed update we see the raw tf.Variable,
     # whose name is the same path with a ":0" suffix.
     path = getattr(variable, "path", None) or variable.name
-    return path.split(":")[0].split("/")[-1]
+    parts = path.split(":")[0].split("/")
+    return (parts[-2] if len(parts) > 1 else ""), parts[-1]
+
+
+def _leaf_name(variable):
+    return _path_parts(variable)[1]
+
+
+def variable_role(variable) -> str:
+    """ "kernel" (`kernel`, `*_kernel`: query / key / value / output / reduce / recurrent),
+    "bias" (`bias`, `*_bias`), "embedding", "normalization" (BatchNorm / LayerNorm `gamma`,
+    `beta`, moving statistics) or "scale" (any other, e.g. the fusion's `gamma_1`)."""
+    leaf = _leaf_name(variable)
+    if leaf == "kernel" or leaf.endswith("_kernel"):
+        return "kernel"
+    if leaf == "bias" or leaf.endswith("_bias"):
+        return "bias"
+    if leaf == "embeddings":
+        return "embedding"
+    if leaf in _NORMALIZATION:
+        return "normalization"
+    return "scale"
+
+
+def _check_recipe(recipe):
+    if recipe not in RECIPES:
+        raise ValueError(f"config.train.recipe must be one of {RECIPES}, got {recipe!r}.")
 
 
 def is_bias(variable) -> bool:
-    return _leaf_name(variable) == "bias"
+    return variable_role(variable) == "bias"
 
 
-def is_decayed(variable) -> bool:
-    """Weight decay applies to conv / projection kernels only (not biases, BN, embeddings,
-    gammas)."""
-    return _leaf_name(variable) == "kernel"
+def is_decayed(variable, recipe: str = "default") -> bool:
+    """Whether the recipe's L2 term covers `variable` (module docstring)."""
+    _check_recipe(recipe)
+    if variable_role(variable) != "kernel":
+        return False
+    if recipe == "default":
+        return True
+    layer = _path_parts(variable)[0]
+    return layer in AUTHORS_HEAD_LAYERS or bool(_BACKBONE_CONV.match(layer))
+
+
+def has_bias_gradient_factor(variable, recipe: str) -> bool:
+    """Whether the recipe multiplies `variable`'s gradient by `bias_lr_multiplier`: the biases of
+    `AUTHORS_HEAD_LAYERS` under "authors"; none under "default" (a learning-rate factor there)."""
+    _check_recipe(recipe)
+    return (
+        recipe == "authors"
+        and is_bias(variable)
+        and _path_parts(variable)[0] in AUTHORS_HEAD_LAYERS
+    )
+
+
+def scale_gradients(gradients, variables, train_config: ml_collections.ConfigDict) -> list:
+    """The recipe's gradient factors (`has_bias_gradient_factor`) applied to `gradients`."""
+    recipe = train_config.get("recipe", "default")
+    factor = train_config.bias_lr_multiplier
+    return [
+        g * factor if g is not None and has_bias_gradient_factor(v, recipe) else g
+        for g, v in zip(gradients, variables, strict=True)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
@@ -36,7 +109,7 @@ class Adam(keras.optimizers.Adam):
     instead.
 
     Args:
-        bias_lr_multiplier: learning-rate factor for variables named `bias`.
+        bias_lr_multiplier: learning-rate factor for the biases (`variable_role` "bias").
         **kwargs: `keras.optimizers.Adam` arguments.
     """
 
@@ -68,21 +141,26 @@ def learning_rate_schedule(
 
 
 def create_optimizer(train_config: ml_collections.ConfigDict) -> Adam:
-    """The authors' Adam (`Adam` below) over `learning_rate_schedule(train_config)`."""
+    """The recipe's Adam (`Adam` below) over `learning_rate_schedule(train_config)`."""
     if train_config.optimizer != "adam":
         raise ValueError(
             f"config.train.optimizer must be 'adam' (the authors' optimiser), "
             f"got {train_config.optimizer!r}."
         )
+    recipe = train_config.get("recipe", "default")
+    _check_recipe(recipe)
+    epsilon = train_config.get("adam_epsilon")
     return Adam(
         learning_rate=learning_rate_schedule(train_config),
-        bias_lr_multiplier=train_config.bias_lr_multiplier,
+        # "authors": the bias factor is on the gradient (`scale_gradients`), not the rate.
+        bias_lr_multiplier=train_config.bias_lr_multiplier if recipe == "default" else 1.0,
+        epsilon=ADAM_EPSILON[recipe] if epsilon is None else epsilon,
     )
 
 
-def l2_penalty(variables: Sequence, weight_decay: float):
-    """`weight_decay * sum ||w||^2 / 2` over decayed kernels (TF1's l2_loss, as the authors)."""
-    kernels = [v for v in variables if is_decayed(v)]
+def l2_penalty(variables: Sequence, weight_decay: float, recipe: str = "default"):
+    """`weight_decay * sum ||w||^2 / 2` over the recipe's decayed kernels (TF1's l2_loss)."""
+    kernels = [v for v in variables if is_decayed(v, recipe)]
     if not weight_decay or not kernels:
         return ops.convert_to_tensor(0.0)
     return weight_decay * ops.sum(

@@ -6,7 +6,8 @@ so all of them see the same pixels for the same bytes:
 - `image_format` (Python) / `is_supported_image` (in-graph): does a byte string start like one
   of `FORMATS` (JPEG, PNG, GIF, BMP, the formats `tf.io.decode_image` reads).
 - `decode_image`: encoded bytes -> uint8 RGB [H, W, 3] in the graph (grayscale expanded, alpha
-  dropped, 16-bit scaled to 8 bits, first GIF frame). `decode_mask`: a PNG mask -> {0, 1}.
+  dropped, 16-bit scaled to 8 bits, first GIF frame; JPEGs with the accurate IDCT, so the
+  pixels equal PIL's). `decode_mask`: a PNG mask -> {0, 1}.
 - `checked_decode_image`: `decode_image` after checks that name the problem of a bad input
   (empty, unknown signature, truncated, more pixels than `max_pixels` declared in the header), for
   the export, which must refuse a small file that claims a huge size before decoding it.
@@ -78,10 +79,24 @@ def is_png(encoded: tf.Tensor) -> tf.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
+# TensorFlow's default JPEG IDCT ("INTEGER_FAST") gives other pixels than PIL (libjpeg's
+# accurate IDCT), through which the REFER datasets and the authors' data were decoded;
+# "INTEGER_ACCURATE" gives PIL's pixels exactly.
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+
+
 def decode_image(encoded) -> tf.Tensor:
     """JPEG / PNG / BMP / GIF bytes -> uint8 RGB [H, W, 3] (grayscale expanded, alpha dropped,
-    first GIF frame)."""
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    first GIF frame). JPEGs are decoded with the accurate IDCT (`JPEG_DCT_METHOD`), as PIL."""
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+
+    def jpeg():
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method=JPEG_DCT_METHOD)
+
+    def other():
+        return tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(_starts_with(encoded, "jpeg"), jpeg, other)
     return tf.ensure_shape(image, [None, None, 3])  # [H, W, 3]
 
 

@@ -179,6 +179,8 @@ class Parser:
         max_words: number of word slots `T` (20 in the paper).
         include_original: add the encoded original image and mask and the record ids, for
             evaluation at the original resolution.
+        preprocessing: "default" or "authors" (`preprocess.PREPROCESSING`: the authors' resize,
+            uint8 quantisation and `> 0` masks).
 
     Training and evaluation parse alike: the authors used no augmentation (and a horizontal flip
     would contradict "left" / "right" in the expressions).
@@ -198,16 +200,24 @@ class Parser:
         image_size: int = DEFAULT_IMAGE_SIZE,
         max_words: int = DEFAULT_MAX_WORDS,
         include_original: bool = False,
+        preprocessing: str = "default",
     ):
         preprocess.check_size(image_size)
         _check_max_words(max_words)
+        preprocess.check_preprocessing(preprocessing)
         self.image_size = image_size
         self.max_words = max_words
         self.include_original = include_original
+        self.preprocessing = preprocessing
 
     def __call__(self, decoded: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image, info = preprocess.preprocess_image(decoded["image"], self.image_size)  # [S, S, 3]
-        mask, _ = preprocess.resize_and_pad_mask(decoded["mask"], self.image_size)  # [S, S, 1]
+        size, preprocessing = self.image_size, self.preprocessing
+        image, info = preprocess.preprocess_image(
+            decoded["image"], size, preprocessing=preprocessing
+        )  # [S, S, 3]
+        mask, _ = preprocess.resize_and_pad_mask(
+            decoded["mask"], size, preprocessing=preprocessing
+        )  # [S, S, 1]
         outputs = {
             "image": image,
             "words": pad_words(decoded["ids"], self.max_words),  # [T]
@@ -262,6 +272,7 @@ def make_dataset(
     input_context: tf.distribute.InputContext | None = None,
     drop_remainder: bool | None = None,
     skip_corrupt: bool = False,
+    preprocessing: str = "default",
 ) -> tf.data.Dataset:
     """TFRecords -> batched dicts of model inputs (see the module docstring for the keys).
 
@@ -289,6 +300,7 @@ def make_dataset(
         skip_corrupt: drop records whose image or mask fails to decode (a warning is logged for
             each, by `tf.data`'s `ignore_errors`) instead of raising. Off by default: a corrupt
             record stops the iteration with `tf.errors.InvalidArgumentError` naming it.
+        preprocessing: "default" or "authors", as `Parser`.
 
     Returns:
         A `tf.data.Dataset` of dicts.
@@ -313,7 +325,12 @@ def make_dataset(
         raise ValueError(f"repeat must be None, a bool or an int >= 1, got {repeat!r}.")
     if drop_remainder is None:
         drop_remainder = bool(training)
-    parser = Parser(image_size=image_size, max_words=max_words, include_original=include_original)
+    parser = Parser(
+        image_size=image_size,
+        max_words=max_words,
+        include_original=include_original,
+        preprocessing=preprocessing,
+    )
     files = _list_files(file_pattern_or_files)
     ordered = deterministic or not training
     if deterministic and seed is None:

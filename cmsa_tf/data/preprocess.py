@@ -15,6 +15,12 @@ once as pure TF functions so training, evaluation and the SavedModel export shar
    (`MASK_THRESHOLD`), then zero pad. Evaluation maps a probability map back with
    `unpad_and_resize(..., method="bilinear")` and thresholds it at the same 0.5.
 
+`preprocessing="authors"` (`PREPROCESSING`; `config.data.preprocessing`) follows the authors' code
+more closely: the same geometry, but the bilinear resize of skimage (`skimage_resize`: zeros
+outside the image), the resized image quantised back to uint8 (their `img_as_ubyte`: `x / 255`,
+resize, `* 255`, round half to even) and training masks foreground where the resized mask is
+`> 0`.
+
 The geometry of one image is a dict of scalar tensors with the keys `INFO_KEYS`.
 """
 
@@ -23,13 +29,15 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from cmsa_tf.data import image_io
+from cmsa_tf.data import image_io, skimage_resize
 
 # The authors' per-channel mean, BGR order (their `mu`).
 MEAN_BGR = (104.00699, 116.66877, 122.67891)
 # Probabilities and resized masks at or above this are foreground.
 MASK_THRESHOLD = 0.5
 DEFAULT_IMAGE_SIZE = 320
+# `preprocessing` options: cmsa_tf's own, or the authors' (module docstring).
+PREPROCESSING = ("default", "authors")
 
 # The keys of the geometry dict of `resize_and_pad_info`.
 INFO_KEYS = (
@@ -68,6 +76,12 @@ def check_rank(tensor: tf.Tensor, rank: int, name: str, layout: str) -> None:
     """Raises `ValueError` if the static rank of `tensor` is known and is not `rank`."""
     if tensor.shape.rank is not None and tensor.shape.rank != rank:
         raise ValueError(f"{name} must have rank {rank} ({layout}), got shape {tensor.shape}.")
+
+
+def check_preprocessing(preprocessing) -> None:
+    """Raises `ValueError` unless `preprocessing` is one of `PREPROCESSING`."""
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}.")
 
 
 def _check_method(method):
@@ -152,6 +166,11 @@ def resize_and_pad(
         tf.stack([info["resized_height"], info["resized_width"]]),
         method=method,
     )  # [h', w', C]
+    return _pad(resized, info, size, image.shape[-1]), info
+
+
+def _pad(resized, info, size, channels):
+    """Centre zero-pads a resized [h', w', C] image to [size, size, C] as `info` says."""
     paddings = tf.stack(
         [
             tf.stack([info["pad_top"], size - info["resized_height"] - info["pad_top"]]),
@@ -159,9 +178,26 @@ def resize_and_pad(
             tf.zeros([2], tf.int32),
         ]
     )
-    padded = tf.pad(resized, paddings)  # [size, size, C]
-    padded = tf.ensure_shape(padded, [size, size, image.shape[-1]])
-    return padded, info
+    return tf.ensure_shape(tf.pad(resized, paddings), [size, size, channels])  # [size, size, C]
+
+
+def authors_resize_and_pad(image, size: int) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """`resize_and_pad` with skimage's bilinear resize (`skimage_resize.resize_bilinear`).
+
+    The geometry (`info`) is `resize_and_pad_info`'s, the authors' `resize_and_pad` exactly.
+
+    Returns:
+        `(padded, info)`: float64 [size, size, C] with zeros in the pad, and the geometry.
+    """
+    check_size(size)
+    image = tf.convert_to_tensor(image)
+    check_rank(image, 3, "image", "[height, width, channels]")
+    shape = tf.shape(image)
+    info = resize_and_pad_info(shape[0], shape[1], size)
+    resized = skimage_resize.resize_bilinear(
+        image, info["resized_height"], info["resized_width"]
+    )  # [h', w', C] float64
+    return _pad(resized, info, size, image.shape[-1]), info
 
 
 def binarize(probabilities, threshold: float = MASK_THRESHOLD) -> tf.Tensor:
@@ -169,13 +205,22 @@ def binarize(probabilities, threshold: float = MASK_THRESHOLD) -> tf.Tensor:
     return tf.cast(tf.convert_to_tensor(probabilities) >= threshold, tf.float32)
 
 
-def resize_and_pad_mask(mask, size: int) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """A {0, 1} mask [H, W, 1] -> float32 {0, 1} [size, size, 1]: bilinear, `>= 0.5`, zero pad.
+def resize_and_pad_mask(
+    mask, size: int, *, preprocessing: str = "default"
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """A {0, 1} mask [H, W, 1] -> float32 {0, 1} [size, size, 1], zero padded.
+
+    `preprocessing="default"`: bilinear, `>= 0.5`. `"authors"`: skimage's bilinear, `> 0` (the
+    authors' training masks).
 
     Returns `(padded_mask, info)` as `resize_and_pad`.
     """
+    check_preprocessing(preprocessing)
     mask = tf.convert_to_tensor(mask)
     check_rank(mask, 3, "mask", "[height, width, 1]")
+    if preprocessing == "authors":
+        padded, info = authors_resize_and_pad(tf.cast(mask, tf.float32), size)
+        return tf.cast(padded > 0, tf.float32), info
     padded, info = resize_and_pad(tf.cast(mask, tf.float32), size, method="bilinear")
     return binarize(padded), info
 
@@ -346,27 +391,51 @@ def to_uint8_rgb(image_bgr_mean_subtracted) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def authors_resized_uint8(image, size: int) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The authors' `img_as_ubyte(resize_and_pad(image))`: uint8 RGB [size, size, 3] and info.
+
+    skimage's resize works on `image / 255` (float64); `img_as_ubyte` multiplies by 255, rounds
+    half to even and clips.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise ValueError(f"image must be uint8 RGB pixels, got dtype {image.dtype.name}.")
+    padded, info = authors_resize_and_pad(tf.cast(image, tf.float64) / 255.0, size)
+    quantised = tf.clip_by_value(tf.round(padded * 255.0), 0.0, 255.0)  # round half to even
+    return tf.cast(quantised, tf.uint8), info
+
+
 def preprocess_image(
-    image, size: int = DEFAULT_IMAGE_SIZE
+    image, size: int = DEFAULT_IMAGE_SIZE, *, preprocessing: str = "default"
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """uint8 RGB [H, W, 3] -> (normalised float32 [size, size, 3], info): the model input."""
-    padded, info = resize_and_pad(image, size, method="bilinear")
+    """uint8 RGB [H, W, 3] -> (normalised float32 [size, size, 3], info): the model input.
+
+    `preprocessing`: "default" (float bilinear resize) or "authors" (`authors_resized_uint8`).
+    """
+    check_preprocessing(preprocessing)
+    if preprocessing == "authors":
+        padded, info = authors_resized_uint8(image, size)
+    else:
+        padded, info = resize_and_pad(image, size, method="bilinear")
     return normalize_image(padded), info
 
 
 def preprocess_encoded_images(
-    image_bytes, size: int = DEFAULT_IMAGE_SIZE
+    image_bytes, size: int = DEFAULT_IMAGE_SIZE, *, preprocessing: str = "default"
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """A [B] string batch of encoded images (any sizes) -> ([B, size, size, 3], info of [B]).
 
     The export's image path: decode (`image_io.decode_image`), resize-and-pad, normalise, per
-    image with `tf.map_fn`.
+    image with `tf.map_fn`; `preprocessing` as `preprocess_image`.
     """
     check_size(size)
+    check_preprocessing(preprocessing)
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     check_rank(image_bytes, 1, "image_bytes", "[batch] of encoded images")
     return tf.map_fn(
-        lambda encoded: preprocess_image(image_io.decode_image(encoded), size),
+        lambda encoded: preprocess_image(
+            image_io.decode_image(encoded), size, preprocessing=preprocessing
+        ),
         image_bytes,
         fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32), _info_signature()),
     )

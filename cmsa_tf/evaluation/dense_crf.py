@@ -2,7 +2,9 @@
 
 A fully connected CRF (Kraehenbuehl & Koltun, 2011; package `pydensecrf2`, module `pydensecrf`)
 with two labels, 0 = background and 1 = foreground. The unary energies are the negative log
-probabilities `[-log(1 - p), -log(p)]` with `p` clipped away from 0 and 1; the pairwise terms
+probabilities `[-log(1 - p), -log(p)]` with `p` clipped away from 0 and 1 (or, with
+`clip=False`, unclipped as the authors' code: an infinite energy where `p` is exactly 0 or 1,
+which pydensecrf reads as probability 0 of that label); the pairwise terms
 are a Gaussian smoothness kernel and a bilateral appearance kernel on the RGB image. After mean
 field inference the label of highest marginal gives the mask.
 
@@ -35,6 +37,7 @@ def dense_crf(
     bilateral_sxy: float = 20,
     bilateral_srgb: float = 3,
     bilateral_compat: float = 10,
+    clip: bool = True,
 ) -> np.ndarray:
     """Refines a foreground probability map with a fully connected CRF.
 
@@ -50,6 +53,8 @@ def dense_crf(
         bilateral_sxy: spatial standard deviation of the appearance kernel, in pixels.
         bilateral_srgb: colour standard deviation of the appearance kernel, in 0..255 units.
         bilateral_compat: weight of the appearance kernel (Potts compatibility).
+        clip: clip `p` to `[EPSILON, 1 - EPSILON]` (finite energies); `False`: the authors'
+            unclipped `-log(1 - p)`, `-log(p)`, computed in float32 as theirs.
 
     Returns:
         `[H, W]` uint8 mask, 1 = foreground, 0 = background.
@@ -105,9 +110,14 @@ def dense_crf(
     ):
         _check_positive(value, name)
 
-    foreground = np.clip(probabilities, EPSILON, 1.0 - EPSILON)
     # Label 0 = background, label 1 = foreground.
-    unary = np.stack([-np.log1p(-foreground), -np.log(foreground)])  # [2, H, W]
+    if clip:
+        foreground = np.clip(probabilities, EPSILON, 1.0 - EPSILON)
+        unary = np.stack([-np.log1p(-foreground), -np.log(foreground)])  # [2, H, W]
+    else:
+        foreground = probabilities.astype(np.float32)
+        with np.errstate(divide="ignore"):  # p = 0 or 1: an infinite energy, as theirs
+            unary = np.stack([-np.log(1 - foreground), -np.log(foreground)])  # [2, H, W]
     unary = np.ascontiguousarray(unary.reshape(2, height * width), dtype=np.float32)  # [2, H*W]
 
     crf = dcrf.DenseCRF2D(width, height, 2)

@@ -1,8 +1,9 @@
-"""Evaluation with the authors' protocol: predictions at each original image size, metrics,
-DenseCRF refinement, overlays and the result files.
+"""Evaluation: predictions at each original image size, metrics, DenseCRF refinement, overlays
+and the result files.
 
-Predictions are mapped back to each original image (crop the pad, resize; docs/design.md,
-"Preprocessing and the map back"), thresholded at `config.eval.threshold` and compared with the
+Predictions become masks at each original image size by the protocol `config.eval.protocol`
+(`cmsa_tf.evaluation.protocols`: "exact" crops the pad, resizes and thresholds at
+`config.eval.threshold`; "authors" is the map-back of the authors' code) and are compared with the
 original mask. Images and masks are decoded with `cmsa_tf.data.image_io`, the decoder the model's
 input pipeline uses, so evaluation sees the pixels the model saw.
 """
@@ -19,13 +20,8 @@ import cmsa_tf.evaluation.metrics as metrics_lib
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest, pipeline
 from cmsa_tf.data.image_io import decode_mask_png, decode_rgb
-from cmsa_tf.data.preprocess import INFO_KEYS, unpad_and_resize_batch
-from cmsa_tf.evaluation.dense_crf import dense_crf
-
-
-def _crf_job(args):
-    image_bytes, probabilities = args
-    return dense_crf(decode_rgb(image_bytes), probabilities)
+from cmsa_tf.data.preprocess import INFO_KEYS, to_uint8_rgb, unpad_and_resize_batch
+from cmsa_tf.evaluation.protocols import get_protocol, run_crf_job
 
 
 class BatchPredictor:
@@ -36,7 +32,8 @@ class BatchPredictor:
 
     Calling it on a batch of `make_dataset(..., include_original=True)` returns a dict:
     `probabilities` (a list of float32 [H_i, W_i] maps, one per example, at its original size),
-    `padded_probabilities` [B, S, S], `word_attention` and `features` (the model's outputs).
+    `padded_probabilities` and `padded_logits` [B, S, S], `word_attention` and `features` (the
+    model's outputs).
     """
 
     def __init__(self, model):
@@ -50,6 +47,7 @@ class BatchPredictor:
             return (
                 restored[..., 0],
                 probabilities[..., 0],
+                outputs["logits"][..., 0],
                 outputs["word_attention"],
                 outputs["features"],
             )
@@ -58,13 +56,16 @@ class BatchPredictor:
 
     def __call__(self, batch: dict) -> dict:
         info = {key: batch[key] for key in INFO_KEYS}
-        restored, padded, attention, features = self._predict(batch["image"], batch["words"], info)
+        restored, padded, logits, attention, features = self._predict(
+            batch["image"], batch["words"], info
+        )
         restored = restored.numpy()
         heights = batch["orig_height"].numpy()
         widths = batch["orig_width"].numpy()
         return {
             "probabilities": [restored[i, : heights[i], : widths[i]] for i in range(len(heights))],
             "padded_probabilities": padded.numpy(),
+            "padded_logits": logits.numpy(),
             "word_attention": attention.numpy(),
             "features": features.numpy(),
         }
@@ -81,7 +82,9 @@ def iterate_predictions(
     """Yields one dict per expression of `files`, in file order.
 
     Keys: `probabilities` (float32 [H, W] at the original size), `ground_truth` (bool [H, W]),
-    `image_bytes`, `expression`, `words`, `word_attention`, `features`, `ref_id`, `sentence_id`.
+    `image_bytes`, `expression`, `words`, `word_attention`, `features`, `ref_id`, `sentence_id`,
+    and at the model's input size `padded_logits`, `padded_probabilities` (float32 [S, S]) and
+    `padded_image` (uint8 RGB [S, S, 3], the model's input image).
     """
     dataset = pipeline.make_dataset(
         files,
@@ -90,6 +93,7 @@ def iterate_predictions(
         batch_size=config.eval.batch_size,
         training=False,
         include_original=True,
+        preprocessing=config.data.get("preprocessing", "default"),
     )
     if max_examples:
         dataset = dataset.unbatch().take(max_examples).batch(config.eval.batch_size)
@@ -102,6 +106,7 @@ def iterate_predictions(
     try:
         for batch in dataset:
             out = predictor(batch)
+            padded_images = to_uint8_rgb(batch["image"].numpy())  # [B, S, S, 3]
             for i, probabilities in enumerate(out["probabilities"]):
                 yield {
                     "probabilities": probabilities,
@@ -111,6 +116,9 @@ def iterate_predictions(
                     "words": batch["words"][i].numpy(),
                     "word_attention": out["word_attention"][i],
                     "features": out["features"][i],
+                    "padded_logits": out["padded_logits"][i],
+                    "padded_probabilities": out["padded_probabilities"][i],
+                    "padded_image": padded_images[i],
                     "ref_id": int(batch["ref_id"][i]),
                     "sentence_id": int(batch["sentence_id"][i]),
                 }
@@ -151,6 +159,7 @@ def evaluate_split(
         `ReferringSegmentationMetrics.result()`.
     """
     files = manifest.split_files(config.data.tfrecord_dir, split)
+    protocol = get_protocol(config.eval.get("protocol", "exact"), config.eval.threshold)
     plain = metrics_lib.ReferringSegmentationMetrics()
     refined = metrics_lib.ReferringSegmentationMetrics()
     pending = []
@@ -161,7 +170,7 @@ def evaluate_split(
         for index, item in enumerate(
             iterate_predictions(model, files, config, max_examples, progress, desc=split)
         ):
-            prediction = item["probabilities"] >= config.eval.threshold
+            prediction = protocol.mask(item)
             iou = plain.update(prediction, item["ground_truth"])
             if index < num_overlays and overlay_dir:
                 panel = visualize.comparison_panel(
@@ -174,11 +183,11 @@ def evaluate_split(
                 )
                 visualize.save_png(os.path.join(overlay_dir, f"{split}_{index:04d}.png"), panel)
             if crf:
-                job = (item["image_bytes"], item["probabilities"])
+                job = protocol.crf_job(item)
                 if pool is None:
-                    refined.update(_crf_job(job), item["ground_truth"])
+                    refined.update(run_crf_job(job), item["ground_truth"])
                 else:
-                    pending.append((pool.apply_async(_crf_job, (job,)), item["ground_truth"]))
+                    pending.append((pool.apply_async(run_crf_job, (job,)), item["ground_truth"]))
                     if len(pending) >= 8 * crf_workers:
                         result, truth = pending.pop(0)
                         refined.update(result.get(), truth)

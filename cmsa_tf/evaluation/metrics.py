@@ -1,4 +1,4 @@
-"""Referring segmentation metrics: overall IoU, mean IoU and prec@X (the authors' protocol).
+"""Referring segmentation metrics: overall IoU, mean IoU and prec@X (the authors' definitions).
 
 For every expression the binary prediction (probability >= 0.5, at the original image size) is
 compared with the ground-truth mask, giving an intersection I and a union U (pixel counts).

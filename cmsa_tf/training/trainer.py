@@ -119,6 +119,7 @@ class Trainer:
                 seed=self.config.train.seed,
                 deterministic=data.get("deterministic", False),
                 input_context=input_context,
+                preprocessing=data.get("preprocessing", "default"),
             )
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -131,10 +132,11 @@ class Trainer:
             logits = self.model({"image": batch["image"], "words": batch["words"]}, training=True)
             per_example = losses.sigmoid_cross_entropy(batch["mask"], logits, train.loss_reduction)
             data_loss = tf.reduce_sum(per_example) / self.global_batch
-            penalty = optimization.l2_penalty(variables, train.weight_decay)
+            recipe = train.get("recipe", "default")
+            penalty = optimization.l2_penalty(variables, train.weight_decay, recipe)
             loss = data_loss + penalty / replicas
             scaled = self.optimizer.scale_loss(loss) if self.precision == "mixed_float16" else loss
-        grads = tape.gradient(scaled, variables)
+        grads = optimization.scale_gradients(tape.gradient(scaled, variables), variables, train)
         self.optimizer.apply(grads, variables)
         return data_loss, penalty / replicas
 

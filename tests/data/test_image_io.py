@@ -91,7 +91,10 @@ def test_decode_rgb_is_the_tf_decoder(name):
     data = _odd_images()[name]
     got = image_io.decode_rgb(data)
     assert isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.shape == (12, 18, 3)
-    want = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    if name.endswith("jpeg"):
+        want = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    else:
+        want = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, image_io.decode_image(tf.constant(data)).numpy())
     rgb = _pixels(12, 18, 1)
@@ -173,3 +176,43 @@ def test_pixel_limit_reads_each_format_header(fmt):
     for limit in (0, None):
         shape = image_io.checked_decode_image(tf.constant(0), tf.constant(data), max_pixels=limit)
         assert shape.shape == (40, 30, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# JPEG pixels equal PIL's (the accurate IDCT).
+# ----------------------------------------------------------------------------------------------
+
+
+def _smooth_photo(height, width, seed):
+    """A photo-like image (smooth gradients plus noise), so the IDCT's rounding shows."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [128 + 100 * np.sin(x / 7.0 + c) * np.cos(y / 5.0 - c) for c in range(3)], axis=-1
+    )
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "height, width, quality, subsampling",
+    [(37, 53, 95, 0), (64, 48, 75, 1), (101, 67, 50, 2), (17, 240, 90, 2), (240, 17, 30, 0)],
+)
+def test_decode_jpeg_equals_pil(height, width, quality, subsampling):
+    buffer = io.BytesIO()
+    Image.fromarray(_smooth_photo(height, width, quality)).save(
+        buffer, "JPEG", quality=quality, subsampling=subsampling
+    )
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(image_io.decode_rgb(data), expected)
+    # The fast IDCT (TensorFlow's default) does differ on these files: the test can fail.
+    fast = tf.io.decode_jpeg(data, channels=3).numpy()
+    assert (fast != expected).any()
+
+
+def test_decode_grayscale_jpeg_equals_pil():
+    buffer = io.BytesIO()
+    Image.fromarray(_smooth_photo(30, 41, 1)[..., 0]).save(buffer, "JPEG", quality=80)
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(image_io.decode_rgb(data), expected)

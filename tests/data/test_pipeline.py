@@ -427,3 +427,21 @@ def test_make_dataset_bad_arguments(records, tmp_path):
         pipeline.make_dataset(files, batch_size=1, training=False, repeat=0)
     with pytest.raises(ValueError, match="max_words"):
         pipeline.make_dataset(files, batch_size=1, training=False, max_words=0)
+
+
+def test_parser_takes_the_preprocessing_option():
+    rng = np.random.default_rng(5)
+    decoded = {
+        "image": tf.constant(rng.integers(0, 256, (19, 30, 3), dtype=np.uint8)),
+        "mask": tf.constant((rng.uniform(size=(19, 30, 1)) > 0.7).astype(np.uint8)),
+        "ids": tf.constant([3, 4], tf.int64),
+    }
+    out = pipeline.Parser(image_size=16, max_words=4, preprocessing="authors")(decoded)
+    image, _ = preprocess.preprocess_image(decoded["image"], 16, preprocessing="authors")
+    mask, _ = preprocess.resize_and_pad_mask(decoded["mask"], 16, preprocessing="authors")
+    np.testing.assert_array_equal(out["image"].numpy(), image.numpy())
+    np.testing.assert_array_equal(out["mask"].numpy(), mask.numpy())
+    default = pipeline.Parser(image_size=16, max_words=4)(decoded)
+    assert not np.array_equal(default["mask"].numpy(), out["mask"].numpy())
+    with pytest.raises(ValueError, match="preprocessing must be one of"):
+        pipeline.Parser(preprocessing="skimage")

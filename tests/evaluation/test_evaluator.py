@@ -94,3 +94,19 @@ def test_overlays_are_titled_with_their_expression_and_iou(
     ]
     assert titles == expected[:2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["val_0000.png", "val_0001.png"]
+
+
+def test_authors_protocol_end_to_end(tiny_shapes_tfrecords, tiny_config):
+    config = tiny_config(tiny_shapes_tfrecords)
+    exact = evaluate_split(EverywhereModel(), config, "val", max_examples=6, progress=False)
+    config.eval.protocol = "authors"
+    config.data.preprocessing = "authors"
+    authors = evaluate_split(
+        EverywhereModel(), config, "val", crf=True, max_examples=6, progress=False
+    )
+    # Logits above 1e-9 everywhere: every pixel of the original image, as the exact map-back.
+    assert authors["val"] == exact["val"]
+    assert authors["val + CRF"]["count"] == 6
+    config.eval.protocol = "paper"
+    with pytest.raises(ValueError, match="config.eval.protocol"):
+        evaluate_split(EverywhereModel(), config, "val", max_examples=1, progress=False)
