@@ -19,6 +19,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "The authors' TF1 checkpoint prefix.")
 _VOCAB = flags.DEFINE_string("vocab", None, "Their vocabulary file (e.g. vocabulary_Gref.txt).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory to write (must hold no checkpoint).")
+_STEP = flags.DEFINE_integer(
+    "step", None, "Step to record; default: the checkpoint's float global step.", lower_bound=0
+)
 
 
 def main(argv):
@@ -28,7 +31,7 @@ def main(argv):
         raise app.UsageError("--checkpoint, --vocab and --workdir are required.")
     try:
         report = authors.import_to_workdir(
-            _CONFIG.value, _CHECKPOINT.value, _VOCAB.value, _WORKDIR.value
+            _CONFIG.value, _CHECKPOINT.value, _VOCAB.value, _WORKDIR.value, step=_STEP.value
         )
     except (FileExistsError, ValueError) as error:
         logging.error("%s", error)

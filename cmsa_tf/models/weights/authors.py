@@ -251,14 +251,14 @@ REPORT_FILE = "import_report.json"
 
 
 def import_to_workdir(
-    config, checkpoint_path: str, vocabulary_file: str, workdir: str
+    config, checkpoint_path: str, vocabulary_file: str, workdir: str, step: int | None = None
 ) -> ImportReport:
     """Imports the authors' checkpoint and writes `workdir` as a training directory of `config`.
 
     `workdir` gets `checkpoints/ckpt-<step>` (a `tf.train.Checkpoint` of the model and the step,
     the layout `models/restore.py` reads; no optimiser state, so `cmsa_tf.train` fine-tunes from
     the step with a fresh optimiser), `vocab.txt` (the vocabulary file, byte for byte) and
-    `import_report.json`.
+    `import_report.json`. `step` overrides the step read from the checkpoint.
 
     Raises:
         ValueError: the vocabulary does not fit the checkpoint, or `import_authors_checkpoint`
@@ -299,6 +299,8 @@ def import_to_workdir(
         max_words=int(config.data.max_words),
     )
     report = import_authors_checkpoint(model, checkpoint_path)
+    if step is not None:
+        report.step = int(step)
     tf.io.gfile.makedirs(workdir)
     with open(vocabulary_file, "rb") as f:
         vocabulary_bytes = f.read()
