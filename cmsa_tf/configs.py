@@ -17,13 +17,15 @@ OFFICIAL_KEY_DIMS = (512, 128, 64)
 OFFICIAL_REDUCE_DIMS = (None, 256, 128)
 OFFICIAL_RES5_PROJECTION = 1000
 
-VALID_ARGS = ("", "paper", "official")
+VALID_ARGS = ("", "paper", "official", "authors")
 
 
 def parse_config_arg(arg: str | None) -> str:
-    """The attention form selected by a config file's argument (`--config=FILE:ARG`).
+    """The config argument of a config file (`--config=FILE:ARG`), normalised.
 
-    `None` or `""` -> "paper"; "paper" or "official" as given; anything else is a ValueError.
+    `None` or `""` -> "paper"; "paper", "official" or "authors" as given; anything else is a
+    ValueError. "authors" is the official attention form plus the rest of the authors' released
+    model (`authors_config`); `attention_form` gives the form of each argument.
     """
     arg = (arg or "").strip()
     if arg not in VALID_ARGS:
@@ -32,6 +34,11 @@ def parse_config_arg(arg: str | None) -> str:
             "(e.g. --config=configs/refcoco_unc.py:official)."
         )
     return arg or "paper"
+
+
+def attention_form(arg: str | None) -> str:
+    """The attention form of a config argument: "paper", or "official" for official / authors."""
+    return "paper" if parse_config_arg(arg) == "paper" else "official"
 
 
 def model_config(form: str = "paper") -> ml_collections.ConfigDict:
@@ -127,9 +134,10 @@ def paper_config(
 ) -> ml_collections.ConfigDict:
     """A full paper-scale config for one REFER dataset; `arg` selects the attention form.
 
-    The form is `config.model.attention.form` (there is no top-level copy of it).
+    The form is `config.model.attention.form` (there is no top-level copy of it). `arg="authors"`
+    also applies `authors_config`.
     """
-    form = parse_config_arg(arg)
+    form = attention_form(arg)
     config = ml_collections.ConfigDict()
     config.data = ml_collections.ConfigDict(
         dict(
@@ -167,4 +175,32 @@ def paper_config(
             max_examples_during_training=500,
         )
     )
+    return authors_config(config, enabled=parse_config_arg(arg) == "authors")
+
+
+def authors_config(
+    config: ml_collections.ConfigDict, enabled: bool = True
+) -> ml_collections.ConfigDict:
+    """Adds the options of the authors' released model, set to theirs when `enabled`.
+
+    Every config gets `config.model.upsampling` ("half_pixel") and `config.data.tokenizer`
+    ("default"). With `enabled` (the `:authors` config argument, on top of the official attention
+    form) the whole model is the authors' code (docs/authors_model.md):
+    - backbone padding "same" and BatchNorm epsilon 1e-3 (their DeepLab checkpoint's stem);
+    - `model.upsampling = "tf1"`: the score map upsampled as TF1 `resize_bilinear`;
+    - `data.tokenizer = "authors"`: their tokenizer and vocabulary file format;
+    - their evaluation protocol, image preprocessing and training recipe
+      (`eval.protocol`, `data.preprocessing`, `train.recipe`).
+    """
+    config.model.upsampling = "half_pixel"
+    config.data.tokenizer = "default"
+    if not enabled:
+        return config
+    config.model.backbone.padding = "same"
+    config.model.backbone.batchnorm_epsilon = 1e-3
+    config.model.upsampling = "tf1"
+    config.data.tokenizer = "authors"
+    config.eval.protocol = "authors"
+    config.data.preprocessing = "authors"
+    config.train.recipe = "authors"
     return config

@@ -39,7 +39,7 @@ def get_config(arg=None):
     model.backbone.freeze_batchnorm = False
     model.backbone.trainable_stages = ("conv1", "res2", "res3", "res4", "res5")
     model.attention.key_dims = (32, 32, 32) if form == "paper" else (32, 16, 16)
-    if form == "official":
+    if form != "paper":  # official, authors
         model.attention.reduce_dims = (None, 32, 32)
         model.res5_projection_dim = 64
     model.fusion_channels = 64

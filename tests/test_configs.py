@@ -48,7 +48,7 @@ def test_parse_config_arg():
         "paper",
         "official",
     ]
-    with pytest.raises(ValueError, match=r"expected one of \('paper', 'official'\)"):
+    with pytest.raises(ValueError, match=r"expected one of \('paper', 'official', 'authors'\)"):
         configs.parse_config_arg("both")
 
 
@@ -91,3 +91,25 @@ def test_paper_configs_build(name, arg, load):
     assert model.backbone.feature_channels == {"res3": 512, "res4": 1024, "res5": 2048}
     assert model.vocab_size == 12112 and model.fusion_channels == 500
     assert model.attention_layers[0].key_dim == config.model.attention.key_dims[0]
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_authors_argument_is_the_official_form_plus_the_authors_model(name, load):
+    authors, official, paper = load(name, "authors"), load(name, "official"), load(name)
+    assert authors.model.attention.to_dict() == official.model.attention.to_dict()
+    assert authors.model.res5_projection_dim == official.model.res5_projection_dim
+    assert (authors.model.backbone.padding, authors.model.backbone.batchnorm_epsilon) == (
+        "same",
+        1e-3,
+    )
+    assert (authors.model.upsampling, authors.data.tokenizer) == ("tf1", "authors")
+    assert (authors.eval.protocol, authors.data.preprocessing, authors.train.recipe) == (
+        "authors",
+        "authors",
+        "authors",
+    )
+    for config in (paper, official):
+        assert (config.model.upsampling, config.data.tokenizer) == ("half_pixel", "default")
+        assert config.model.backbone.padding is None
+    assert configs.attention_form("authors") == "official"
+    assert configs.parse_config_arg(" authors ") == "authors"

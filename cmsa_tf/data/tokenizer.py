@@ -413,9 +413,46 @@ class TFTokenizer(tf.Module):
         """int32 ids [B, T] (or [T] for a scalar string), padded with `pad_id` at the end."""
         return tf_encode(sentences, self.table, self.max_length, self.pad_id)
 
+    def padded_tokens(self, sentences):
+        """string [B, T]: the tokens behind `__call__`'s ids ("" on padding)."""
+        tokens = tf_tokenize(sentences)[:, : self.max_length]
+        return tokens.to_tensor(default_value="", shape=[None, self.max_length])
+
     def encode_padded(self, sentences):
         """`(ids, mask)`: int32 [B, T] and bool [B, T] (True on real words)."""
         ids = self(sentences)
         # Tokens never equal "<pad>" ("<" and ">" are not word characters), so the pad id marks
         # exactly the padding.
         return ids, tf.not_equal(ids, self.pad_id)
+
+
+# ----------------------------------------------------------------------------------------------
+# The tokenizers a config selects (`config.data.tokenizer`).
+
+TOKENIZERS = ("default", "authors")
+
+
+def _check_tokenizer(name):
+    if name not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {name!r}.")
+
+
+def load_vocabulary(vocabulary_file, tokenizer="default"):
+    """The vocabulary file in the format of `tokenizer`: a `Vocabulary` ("default", this module's
+    rules) or an `authors_tokenizer.AuthorsVocabulary` ("authors")."""
+    _check_tokenizer(tokenizer)
+    if tokenizer == "authors":
+        from cmsa_tf.data import authors_tokenizer  # it builds on this module
+
+        return authors_tokenizer.AuthorsVocabulary.from_file(vocabulary_file)
+    return Vocabulary.from_file(vocabulary_file)
+
+
+def make_tf_tokenizer(vocabulary_file, max_length, tokenizer="default", name=None):
+    """The in-graph tokenizer `tokenizer` names: `TFTokenizer` or `AuthorsTFTokenizer`."""
+    _check_tokenizer(tokenizer)
+    if tokenizer == "authors":
+        from cmsa_tf.data import authors_tokenizer
+
+        return authors_tokenizer.AuthorsTFTokenizer(vocabulary_file, max_length, name=name)
+    return TFTokenizer(vocabulary_file, max_length, name=name)

@@ -7,7 +7,8 @@ signatures; decoding and preprocessing run inside the graph):
   inputs:  `image_bytes` string [B] (JPEG, PNG, GIF or BMP files), `expression` string [B] (UTF-8).
   In the graph: decode (`cmsa_tf.data.image_io`), resize-and-pad, normalise
   (`cmsa_tf.data.preprocess`; docs/design.md, "Preprocessing and the map back"), tokenise
-  (`cmsa_tf.data.tokenizer`, the same rules as the Python tokenizer), run the model, map the
+  (`cmsa_tf.data.tokenizer`, the same rules as the Python tokenizer; the authors' own with
+  `tokenizer="authors"`, `cmsa_tf.data.authors_tokenizer`), run the model, map the
   probabilities back to each image's original size.
   outputs: `probabilities` float32 [B, Hmax, Wmax] and `mask` uint8 [B, Hmax, Wmax] (1 where
   probability >= 0.5) at the original size; a batch of different sizes is zero-padded to the
@@ -97,12 +98,14 @@ class CMSAExportModule(tf.Module):
     Args:
         model: a built `CMSASegmenter` (weights restored).
         vocabulary_file: the vocabulary the model was trained with (canonical form, as written
-            by the TFRecord builder); it becomes a SavedModel asset.
+            by the TFRecord builder; it becomes a SavedModel asset), or a file in the authors'
+            format for `tokenizer="authors"`.
         image_size: S, the model's square input side.
         max_words: T, the number of word slots.
         max_pixels: largest image (height x width, as its header declares) `serving_default`
             accepts; 0 or None for no limit.
         step: the training step of the weights (stored as metadata).
+        tokenizer: `"default"` or `"authors"` (`config.data.tokenizer`; `tokenizer.TOKENIZERS`).
         name: the module's name.
 
     Example:
@@ -119,6 +122,7 @@ class CMSAExportModule(tf.Module):
         max_pixels: int | None = image_io.DEFAULT_MAX_PIXELS,
         step: int = 0,
         name: str | None = None,
+        tokenizer: str = "default",
     ):
         super().__init__(name=name)
         for arg, value in (("image_size", image_size), ("max_words", max_words)):
@@ -136,7 +140,7 @@ class CMSAExportModule(tf.Module):
         # Not tracked: the Keras model is reached through this closure; the variables its graph
         # reads are tracked instead (below), which is all the SavedModel needs.
         self._call_model = lambda inputs: model(inputs, training=False, return_attention=True)
-        self.tokenizer = tokenizer_lib.TFTokenizer(vocabulary_file, max_length=max_words)
+        self.tokenizer = tokenizer_lib.make_tf_tokenizer(vocabulary_file, max_words, tokenizer)
         model_vocab = getattr(model, "vocab_size", None)
         if model_vocab is not None and model_vocab != self.tokenizer.vocabulary_size:
             raise ValueError(
@@ -259,8 +263,7 @@ class CMSAExportModule(tf.Module):
             ),
         )  # [B, S, S, 3]
         words = self.tokenizer(expression)  # [B, T]
-        tokens = tokenizer_lib.tf_tokenize(expression)[:, : self._max_words]
-        tokens = tokens.to_tensor(default_value="", shape=[None, self._max_words])  # [B, T]
+        tokens = self.tokenizer.padded_tokens(expression)  # [B, T]
 
         _, probabilities, word_attention = self._run_model(images, words)
         restored = preprocess.unpad_and_resize_batch(

@@ -140,9 +140,12 @@ def export_model(
         isinstance(version, bool) or not isinstance(version, int) or version < 0
     ):
         raise ValueError(f"version must be a non-negative int, got {version!r}.")
-    tfrecord_dir = config.data.tfrecord_dir
-    vocab_file = manifest_lib.vocab_path(tfrecord_dir)
-    vocab_size = manifest_lib.vocab_size(tfrecord_dir)
+    tokenizer = config.data.get("tokenizer", "default")
+    # An imported model's workdir holds its vocabulary; otherwise the TFRecord manifest names it.
+    vocab_file = restore.workdir_vocabulary(workdir)
+    if vocab_file is None:
+        vocab_file = manifest_lib.vocab_path(config.data.tfrecord_dir)
+    vocab_size = restore.vocabulary_size(vocab_file, tokenizer)
     if checkpoint is None:
         if workdir is None:
             raise ValueError("Give a workdir or a checkpoint to export.")
@@ -188,6 +191,7 @@ def export_model(
         max_words=int(config.data.max_words),
         max_pixels=max_pixels,
         step=step,
+        tokenizer=tokenizer,
     )
     extra = {
         "checkpoint": checkpoint_path,

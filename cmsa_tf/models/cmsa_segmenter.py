@@ -8,6 +8,17 @@ from cmsa_tf.models import components
 from cmsa_tf.models.atrous_resnet import AtrousResNet
 from cmsa_tf.models.components import LEVEL_NAMES
 
+UPSAMPLING = ("half_pixel", "tf1")
+
+
+def upsample(logits, size, upsampling: str = "half_pixel"):
+    """Bilinear resize of [B, h, w, C] to `size`; `"tf1"`: TF1 `resize_bilinear` (source i*h/H)."""
+    if upsampling == "tf1":
+        return tf.compat.v1.image.resize_bilinear(
+            logits, size, align_corners=False, half_pixel_centers=False
+        )
+    return tf.image.resize(logits, size, method="bilinear")
+
 
 @keras.saving.register_keras_serializable(package="cmsa_tf")
 class CMSASegmenter(keras.Model):
@@ -54,6 +65,9 @@ class CMSASegmenter(keras.Model):
             (`PyramidPoolingFusion`), `"deconv"` (`DeconvFusion`, fuses at twice the
             resolution), `"convlstm"` (`ConvLSTMFusion`), `"self_gated"` (`SelfGatedFusion`).
             One level always skips the fusion (with `"gated"` or `"single"`).
+        upsampling: how the score map is resized to the input: `"half_pixel"` (bilinear with
+            half-pixel centres) or `"tf1"` (TF1 `resize_bilinear`, align_corners=False and
+            half_pixel_centers=False, source pixel = i / stride: the authors' code).
 
     The backbone is made in the constructor (a functional model whose pretrained weights load
     there); the other layers are made and built in `build`, in the order of `call`, which fixes
@@ -93,9 +107,12 @@ class CMSASegmenter(keras.Model):
         attention_variant: str = "cmsa",
         word_representation: str = "words",
         fusion: str = "gated",
+        upsampling: str = "half_pixel",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}.")
         components.check_attention(attention_variant, attention_form)
         components.check_word_representation(word_representation)
         levels, key_dims, reduce_dims = components.check_levels(levels, key_dims, reduce_dims)
@@ -126,6 +143,7 @@ class CMSASegmenter(keras.Model):
         self.attention_variant = attention_variant
         self.word_representation = word_representation
         self.fusion = fusion
+        self.upsampling = upsampling
 
         self.backbone = AtrousResNet(
             depth=backbone_depth,
@@ -256,7 +274,7 @@ class CMSASegmenter(keras.Model):
         fused = self.fusion_layer(self._at_finest_resolution(level_maps))
         # Eq. 6: scores, upsampled to the image.
         logits = self.score(fused)  # [B, h, w, 1]
-        logits = tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")  # [B, H, W, 1]
+        logits = upsample(logits, tf.shape(images)[1:3], self.upsampling)  # [B, H, W, 1]
         logits = ops.cast(logits, "float32")
         if not return_attention:
             return logits
@@ -351,6 +369,7 @@ class CMSASegmenter(keras.Model):
             attention_variant=self.attention_variant,
             word_representation=self.word_representation,
             fusion=self.fusion,
+            upsampling=self.upsampling,
         )
         return config
 
@@ -408,6 +427,7 @@ def build_model(
         attention_variant=attention.get("variant", "cmsa"),
         word_representation=model_config.get("word_representation", "words"),
         fusion=fusion,
+        upsampling=model_config.get("upsampling", "half_pixel"),
         name="cmsa",
     )
     if image_size is not None and max_words is not None:

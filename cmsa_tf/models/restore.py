@@ -5,16 +5,32 @@ import os
 import tensorflow as tf
 
 from cmsa_tf.data import manifest
+from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.models.atrous_resnet import default_stem
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter, build_model
 
 # Training writes its tf.train.Checkpoint files to `<workdir>/CHECKPOINT_DIR`.
 CHECKPOINT_DIR = "checkpoints"
+# A workdir written by `cmsa_tf.import_authors` holds its vocabulary as `<workdir>/vocab.txt`.
+VOCABULARY_FILE = manifest.VOCAB_NAME
 
 
 def checkpoint_dir(workdir: str) -> str:
     """The directory of a training run's checkpoints, `<workdir>/checkpoints`."""
     return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def workdir_vocabulary(workdir: str | None) -> str | None:
+    """`<workdir>/vocab.txt` if the workdir holds its own vocabulary (imported), else None."""
+    if not workdir:
+        return None
+    path = os.path.join(workdir, VOCABULARY_FILE)
+    return path if tf.io.gfile.exists(path) else None
+
+
+def vocabulary_size(vocabulary_file: str, tokenizer: str = "default") -> int:
+    """The number of ids of a vocabulary file read in the format of `tokenizer`."""
+    return len(tokenizer_lib.load_vocabulary(vocabulary_file, tokenizer))
 
 
 def build_and_restore(
@@ -30,13 +46,16 @@ def build_and_restore(
         config: the full experiment config.
         workdir: training directory; its latest checkpoint is used when `checkpoint` is None.
         checkpoint: an explicit checkpoint prefix (e.g. `DIR/checkpoints/ckpt-1000`).
-        vocab_size: defaults to the vocabulary size of the manifest in
-            `config.data.tfrecord_dir`.
+        vocab_size: defaults to the size of the workdir's own vocabulary (`workdir_vocabulary`),
+            else to the vocabulary size of the manifest in `config.data.tfrecord_dir`.
         expect_partial: allow the checkpoint to hold more than the model (the optimiser state).
 
     Returns:
         (model, checkpoint_path, step).
     """
+    if vocab_size is None and workdir_vocabulary(workdir) is not None:
+        tokenizer = config.data.get("tokenizer", "default")
+        vocab_size = vocabulary_size(workdir_vocabulary(workdir), tokenizer)
     if vocab_size is None:
         vocab_size = manifest.vocab_size(config.data.tfrecord_dir)
     if checkpoint is None:

@@ -18,6 +18,11 @@ from cmsa_tf.training.precision import set_precision
 from cmsa_tf.training.strategies import is_chief
 
 
+def _has_optimizer(checkpoint: str) -> bool:
+    """Whether a checkpoint holds optimiser state (training's do; an imported model's do not)."""
+    return any(name.startswith("optimizer/") for name, _ in tf.train.list_variables(checkpoint))
+
+
 class Trainer:
     """Holds the model, optimiser, checkpoints and summaries of one training run.
 
@@ -90,7 +95,12 @@ class Trainer:
     def restore(self) -> int:
         """Restores the latest checkpoint, if any; returns the step it resumed at."""
         latest = self.manager.latest_checkpoint
-        if latest:
+        if latest and not _has_optimizer(latest):
+            # An imported model (cmsa_tf.import_authors): its weights and step, a fresh optimiser.
+            checkpoint = tf.train.Checkpoint(model=self.model, step=self.optimizer.iterations)
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Fine-tuning %s from step %d (fresh optimiser).", latest, self.step)
+        elif latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("Resumed from %s at step %d.", latest, self.step)
         else:

@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
 
@@ -214,3 +215,34 @@ def test_unknown_image_size_in_a_graph(output_stride):
     np.testing.assert_allclose(run(inputs["image"], inputs["words"]), expected, atol=1e-5)
     other = _inputs(size=40)
     assert tuple(run(other["image"], other["words"]).shape) == (2, 40, 40, 1)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 24)])
+def test_tf1_upsampling_is_tf1_resize_bilinear(size):
+    from cmsa_tf.models.cmsa_segmenter import UPSAMPLING, upsample
+
+    assert UPSAMPLING == ("half_pixel", "tf1")
+    scores = tf.random.normal([2, 4, 3, 1])
+    expected = tf.compat.v1.image.resize_bilinear(scores, size)  # TF1 defaults
+    np.testing.assert_array_equal(upsample(scores, size, "tf1"), expected)
+    np.testing.assert_array_equal(
+        upsample(scores, size), tf.image.resize(scores, size, method="bilinear")
+    )
+    # TF1 samples source row i * h / H: output row 0 is input row 0, exactly.
+    np.testing.assert_array_equal(expected[:, 0, 0], scores[:, 0, 0])
+    assert np.abs(np.asarray(upsample(scores, size)) - expected).max() > 1e-3
+
+
+def test_upsampling_is_an_argument_of_the_model():
+    model = CMSASegmenter(
+        vocab_size=10,
+        embedding_dim=8,
+        backbone_depth=18,
+        backbone_width=8,
+        key_dims=(4, 4, 4),
+        fusion_channels=4,
+        upsampling="tf1",
+    )
+    assert model.get_config()["upsampling"] == "tf1"
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        CMSASegmenter(vocab_size=10, upsampling="nearest")

@@ -90,3 +90,31 @@ def test_mixed_precision_trains(tmp_path, tiny_shapes_tfrecords, tiny_config, pr
         assert sum(int(not np.array_equal(a, b)) for a, b in zip(before, after)) > len(before) // 2
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_checkpoint_without_optimiser_state_fine_tunes_with_a_fresh_optimiser(
+    tmp_path, tiny_shapes_tfrecords
+):
+    """What `cmsa_tf.import_authors` writes: the model and the step, no optimiser."""
+    import tensorflow as tf
+
+    from cmsa_tf.data import manifest
+    from cmsa_tf.models import build_model, restore
+    from tests.helpers import tiny_shapes_config
+
+    config = tiny_shapes_config(tiny_shapes_tfrecords)
+    data = config.data
+    model = build_model(
+        config.model, manifest.vocab_size(data.tfrecord_dir), data.image_size, data.max_words
+    )
+    step = tf.Variable(700, dtype=tf.int64)
+    workdir = str(tmp_path / "imported")
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, step=step), restore.checkpoint_dir(workdir), None
+    ).save(checkpoint_number=700)
+    trainer = Trainer(config, workdir, create_strategy("one_device"))
+    assert trainer.restore() == 700
+    for mine, theirs in zip(trainer.model.weights, model.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    slots = [v for v in trainer.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
+    assert slots and all(not np.any(v.numpy()) for v in slots)  # fresh moments
