@@ -106,6 +106,9 @@ class CMSAExportModule(tf.Module):
             accepts; 0 or None for no limit.
         step: the training step of the weights (stored as metadata).
         tokenizer: `"default"` or `"authors"` (`config.data.tokenizer`; `tokenizer.TOKENIZERS`).
+        preprocessing: `"default"` or `"authors"` (`config.data.preprocessing`): how
+            `serving_default` resizes and pads each image, as training and evaluation do
+            (`preprocess.preprocess_image`).
         name: the module's name.
 
     Example:
@@ -123,8 +126,11 @@ class CMSAExportModule(tf.Module):
         step: int = 0,
         name: str | None = None,
         tokenizer: str = "default",
+        preprocessing: str = "default",
     ):
         super().__init__(name=name)
+        preprocess.check_preprocessing(preprocessing)
+        self._preprocessing = preprocessing
         for arg, value in (("image_size", image_size), ("max_words", max_words)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}.")
@@ -243,12 +249,12 @@ class CMSAExportModule(tf.Module):
         with tf.control_dependencies(self._check_batch(image_bytes, expression)):
             image_bytes = tf.identity(image_bytes)
             expression = tf.identity(expression)
-        size, max_pixels = self._image_size, self._max_pixels
+        size, max_pixels, preprocessing = self._image_size, self._max_pixels, self._preprocessing
 
         def preprocess_one(args):
             index, encoded = args
             image = image_io.checked_decode_image(index, encoded, max_pixels)
-            return preprocess.preprocess_image(image, size)
+            return preprocess.preprocess_image(image, size, preprocessing=preprocessing)
 
         indices = tf.range(tf.size(image_bytes), dtype=tf.int32)
         images, info = tf.map_fn(
@@ -286,6 +292,7 @@ class CMSAExportModule(tf.Module):
             "image_size": self._image_size,
             "max_words": self._max_words,
             "max_pixels": self._max_pixels,
+            "preprocessing": self._preprocessing,
             "level_names": [v.decode() for v in self.level_names.numpy()],
             "vocabulary_size": int(self.vocabulary_size.numpy()),
             "mask_threshold": float(self.mask_threshold.numpy()),

@@ -192,6 +192,7 @@ def export_model(
         max_pixels=max_pixels,
         step=step,
         tokenizer=tokenizer,
+        preprocessing=config.data.get("preprocessing", "default"),
     )
     extra = {
         "checkpoint": checkpoint_path,
