@@ -25,17 +25,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cmsa_tf.data import skimage_resize
+from cmsa_tf.data import preprocess
 from cmsa_tf.data.image_io import decode_rgb
 from cmsa_tf.evaluation.dense_crf import dense_crf
 
-PROTOCOLS = ("exact", "authors")
+PROTOCOLS = preprocess.MAP_BACKS  # ("exact", "authors")
 # The authors' `score_thresh` on the logits.
-AUTHORS_LOGIT_THRESHOLD = 1e-9
+AUTHORS_LOGIT_THRESHOLD = preprocess.AUTHORS_LOGIT_THRESHOLD
 
 
 def authors_map_back(padded_map, height: int, width: int) -> np.ndarray:
     """The authors' `resize_and_crop(padded_map, height, width)`: float64 [height, width].
+
+    `preprocess.authors_map_back` (the same TF ops the export runs in its graph) on a 2-D map.
 
     Args:
         padded_map: [S, S] (or [S1, S2]) real map at the model's input size.
@@ -44,13 +46,7 @@ def authors_map_back(padded_map, height: int, width: int) -> np.ndarray:
     padded_map = np.asarray(padded_map)
     if padded_map.ndim != 2:
         raise ValueError(f"padded_map must be [S, S], got shape {padded_map.shape}.")
-    map_h, map_w = padded_map.shape
-    scale = max(height / map_h, width / map_w)
-    resized_h, resized_w = int(np.round(map_h * scale)), int(np.round(map_w * scale))
-    crop_h = (resized_h - height) // 2  # their int(np.floor(resized_h - input_h) / 2)
-    crop_w = (resized_w - width) // 2
-    resized = skimage_resize.resize_bilinear(padded_map[..., None], resized_h, resized_w)
-    return resized.numpy()[crop_h : crop_h + height, crop_w : crop_w + width, 0]
+    return preprocess.authors_map_back(padded_map[..., None], height, width).numpy()[..., 0]
 
 
 def _exact_crf(image_bytes, probabilities):

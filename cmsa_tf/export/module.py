@@ -9,9 +9,17 @@ signatures; decoding and preprocessing run inside the graph):
   (`cmsa_tf.data.preprocess`; docs/design.md, "Preprocessing and the map back"), tokenise
   (`cmsa_tf.data.tokenizer`, the same rules as the Python tokenizer; the authors' own with
   `tokenizer="authors"`, `cmsa_tf.data.authors_tokenizer`), run the model, map the
-  probabilities back to each image's original size.
-  outputs: `probabilities` float32 [B, Hmax, Wmax] and `mask` uint8 [B, Hmax, Wmax] (1 where
-  probability >= 0.5) at the original size; a batch of different sizes is zero-padded to the
+  prediction back to each image's original size as `map_back` says (`config.eval.protocol`):
+  - `"exact"`: `probabilities` is the sigmoid of the logits with the pad cropped and resized
+    bilinearly to the original size (`preprocess.unpad_and_resize`); `mask` is 1 where it is
+    >= 0.5 (`evaluation.protocols.ExactProtocol`).
+  - `"authors"`: `mask` is the authors' map-back (`evaluation.protocols.AuthorsProtocol`): 1
+    where the `S x S` logits are >= 1e-9, that binary map taken through their `resize_and_crop`
+    (`preprocess.authors_map_back`: scale by max(h, w) / S with skimage's bilinear resize,
+    centre crop), every non-zero pixel foreground; `probabilities` is the `S x S` sigmoid taken
+    through the same `resize_and_crop` (so `mask` is not `probabilities >= 0.5` at the border).
+  outputs: `probabilities` float32 [B, Hmax, Wmax] and `mask` uint8 [B, Hmax, Wmax] at the
+  original size; a batch of different sizes is zero-padded to the
   largest, image `i` filling the top-left `height[i] x width[i]` corner; `height`, `width` int32
   [B]; `word_attention` float32 [B, levels, T] (Fig. 4; rows in `level_names` order); `words` int32
   [B, T] (the ids the model saw, 0 = padding) and `tokens` string [B, T] (the text tokens behind
@@ -109,6 +117,9 @@ class CMSAExportModule(tf.Module):
         preprocessing: `"default"` or `"authors"` (`config.data.preprocessing`): how
             `serving_default` resizes and pads each image, as training and evaluation do
             (`preprocess.preprocess_image`).
+        map_back: `"exact"` or `"authors"` (`config.eval.protocol`; `preprocess.MAP_BACKS`): how
+            `serving_default` brings `probabilities` and `mask` back to the original size
+            (module docstring).
         name: the module's name.
 
     Example:
@@ -127,10 +138,14 @@ class CMSAExportModule(tf.Module):
         name: str | None = None,
         tokenizer: str = "default",
         preprocessing: str = "default",
+        map_back: str = "exact",
     ):
         super().__init__(name=name)
         preprocess.check_preprocessing(preprocessing)
+        if map_back not in preprocess.MAP_BACKS:
+            raise ValueError(f"map_back must be one of {preprocess.MAP_BACKS}, got {map_back!r}.")
         self._preprocessing = preprocessing
+        self._map_back = map_back
         for arg, value in (("image_size", image_size), ("max_words", max_words)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}.")
@@ -162,6 +177,7 @@ class CMSAExportModule(tf.Module):
         self.level_names = _variable(level_names, tf.string)
         self.vocabulary_size = _variable(self.tokenizer.vocabulary_size, tf.int32)
         self.mask_threshold = _variable(preprocess.MASK_THRESHOLD, tf.float32)
+        self.map_back = _variable(map_back, tf.string)
         self.step = _variable(int(step), tf.int64)
 
         size, words = image_size, max_words
@@ -271,11 +287,8 @@ class CMSAExportModule(tf.Module):
         words = self.tokenizer(expression)  # [B, T]
         tokens = self.tokenizer.padded_tokens(expression)  # [B, T]
 
-        _, probabilities, word_attention = self._run_model(images, words)
-        restored = preprocess.unpad_and_resize_batch(
-            probabilities[..., None], info, method="bilinear"
-        )[..., 0]  # [B, Hmax, Wmax]
-        mask = tf.cast(preprocess.binarize(restored), tf.uint8)  # [B, Hmax, Wmax]
+        logits, probabilities, word_attention = self._run_model(images, words)
+        restored, mask = self._map_to_original(logits, probabilities, info)  # [B, Hmax, Wmax]
         return {
             "probabilities": restored,
             "mask": mask,
@@ -286,6 +299,19 @@ class CMSAExportModule(tf.Module):
             "tokens": tokens,
         }
 
+    def _map_to_original(self, logits, probabilities, info):
+        """(probabilities float32, mask uint8), both [B, Hmax, Wmax], as `map_back` says."""
+        if self._map_back == "authors":
+            binary = tf.cast(logits >= preprocess.AUTHORS_LOGIT_THRESHOLD, tf.float32)
+            stacked = tf.stack([binary, probabilities], axis=-1)  # [B, S, S, 2]
+            restored = preprocess.authors_map_back_batch(stacked, info)  # float64 [B, H, W, 2]
+            mask = tf.cast(restored[..., 0] > 0, tf.uint8)
+            return tf.cast(restored[..., 1], tf.float32), mask
+        restored = preprocess.unpad_and_resize_batch(
+            probabilities[..., None], info, method="bilinear"
+        )[..., 0]
+        return restored, tf.cast(preprocess.binarize(restored), tf.uint8)
+
     def metadata(self) -> dict:
         """The module's constants as a JSON-ready dict."""
         return {
@@ -293,6 +319,7 @@ class CMSAExportModule(tf.Module):
             "max_words": self._max_words,
             "max_pixels": self._max_pixels,
             "preprocessing": self._preprocessing,
+            "map_back": self._map_back,
             "level_names": [v.decode() for v in self.level_names.numpy()],
             "vocabulary_size": int(self.vocabulary_size.numpy()),
             "mask_threshold": float(self.mask_threshold.numpy()),

@@ -193,6 +193,7 @@ def export_model(
         step=step,
         tokenizer=tokenizer,
         preprocessing=config.data.get("preprocessing", "default"),
+        map_back=config.eval.get("protocol", "exact"),
     )
     extra = {
         "checkpoint": checkpoint_path,
