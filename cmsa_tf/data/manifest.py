@@ -124,6 +124,28 @@ def vocab_size(path_or_dir) -> int:
     return int(_with_vocabulary(path_or_dir)["vocab_size"])
 
 
+def tokenizer(path_or_dir) -> str:
+    """The tokenizer the TFRecords' word ids come from (`tokenizer.TOKENIZERS`); "default" for a
+    manifest written before the builder recorded it."""
+    return str(read_manifest(path_or_dir).get("tokenizer", "default"))
+
+
+def check_tokenizer(path_or_dir, expected: str) -> None:
+    """Refuses TFRecords tokenized otherwise than `expected` (`config.data.tokenizer`).
+
+    Raises:
+        ValueError: naming both tokenizers and the manifest, when they differ.
+    """
+    recorded = tokenizer(path_or_dir)
+    if recorded != expected:
+        raise ValueError(
+            f"config.data.tokenizer is {expected!r} but the TFRecords of "
+            f"{manifest_path(path_or_dir)!r} hold word ids of the {recorded!r} tokenizer: "
+            f"rebuild them with `python -m cmsa_tf.data.build --tokenizer={expected} ...` or set "
+            f"--config.data.tokenizer={recorded}."
+        )
+
+
 def write_file_atomic(path, data: bytes) -> None:
     """Writes bytes to `path` via `<path>.tmp`, fsync and rename; no-op if already identical.
 

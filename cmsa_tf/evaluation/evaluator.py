@@ -159,6 +159,7 @@ def evaluate_split(
         `ReferringSegmentationMetrics.result()`.
     """
     files = manifest.split_files(config.data.tfrecord_dir, split)
+    manifest.check_tokenizer(config.data.tfrecord_dir, config.data.get("tokenizer", "default"))
     protocol = get_protocol(config.eval.get("protocol", "exact"), config.eval.threshold)
     plain = metrics_lib.ReferringSegmentationMetrics()
     refined = metrics_lib.ReferringSegmentationMetrics()

@@ -144,6 +144,7 @@ def export_model(
     # An imported model's workdir holds its vocabulary; otherwise the TFRecord manifest names it.
     vocab_file = restore.workdir_vocabulary(workdir)
     if vocab_file is None:
+        manifest_lib.check_tokenizer(config.data.tfrecord_dir, tokenizer)
         vocab_file = manifest_lib.vocab_path(config.data.tfrecord_dir)
     vocab_size = restore.vocabulary_size(vocab_file, tokenizer)
     if checkpoint is None:

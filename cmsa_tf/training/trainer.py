@@ -45,6 +45,7 @@ class Trainer:
         self.strategy = strategy
         self.chief = is_chief(strategy)
         data = config.data
+        manifest.check_tokenizer(data.tfrecord_dir, data.get("tokenizer", "default"))
         self.vocab_size = manifest.vocab_size(data.tfrecord_dir)
         self.train_files = manifest.split_files(data.tfrecord_dir, data.train_split)
         self.global_batch = int(config.train.batch_size)

@@ -124,3 +124,18 @@ def test_write_manifest_is_atomic_and_round_trips(tmp_path):
     manifest.write_manifest(tmp_path, dict(MANIFEST, dataset="refcoco"))
     assert manifest.read_manifest(tmp_path)["dataset"] == "refcoco"
     assert sorted(os.listdir(tmp_path)) == ["manifest.json"]
+
+
+def test_tokenizer_is_recorded_and_checked(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(dict(MANIFEST, tokenizer="authors")))
+    assert manifest.tokenizer(tmp_path) == "authors"
+    manifest.check_tokenizer(tmp_path, "authors")
+    with pytest.raises(ValueError, match=r"'default'.*'authors'.*--tokenizer=default"):
+        manifest.check_tokenizer(tmp_path, "default")
+
+
+def test_a_manifest_without_a_tokenizer_is_the_default_one(directory):
+    assert manifest.tokenizer(directory) == "default"
+    manifest.check_tokenizer(directory, "default")
+    with pytest.raises(ValueError, match=r"config.data.tokenizer is 'authors'.*'default'"):
+        manifest.check_tokenizer(directory, "authors")

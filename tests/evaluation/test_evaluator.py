@@ -110,3 +110,10 @@ def test_authors_protocol_end_to_end(tiny_shapes_tfrecords, tiny_config):
     config.eval.protocol = "paper"
     with pytest.raises(ValueError, match="config.eval.protocol"):
         evaluate_split(EverywhereModel(), config, "val", max_examples=1, progress=False)
+
+
+def test_a_tokenizer_other_than_the_manifests_is_refused(tiny_shapes_tfrecords, tiny_config):
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.data.tokenizer = "authors"
+    with pytest.raises(ValueError, match=r"config.data.tokenizer is 'authors'.*'default'"):
+        evaluate_split(EverywhereModel(), config, "val", progress=False)

@@ -118,3 +118,12 @@ def test_a_checkpoint_without_optimiser_state_fine_tunes_with_a_fresh_optimiser(
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     slots = [v for v in trainer.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
     assert slots and all(not np.any(v.numpy()) for v in slots)  # fresh moments
+
+
+def test_a_tokenizer_other_than_the_manifests_is_refused(
+    tmp_path, tiny_shapes_tfrecords, tiny_config
+):
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.data.tokenizer = "authors"
+    with pytest.raises(ValueError, match=r"config.data.tokenizer is 'authors'.*'default'"):
+        Trainer(config, str(tmp_path / "run"), create_strategy("one_device"))

@@ -30,13 +30,19 @@ the builder version) equals the new one and the file's size and sha256 equal the
 a re-run skips such shards, so an interrupted build resumes and a repeated build rewrites nothing.
 Output is deterministic: the same inputs give byte-identical files, whatever `num_workers`.
 
-Manifest (JSON): `dataset`, `split_by`, `text_field`, `complete`, `vocabulary` {file, size,
-sha256, layout, source, min_count}, `counts` {split: examples}, `max_words` (longest written
-expression, in tokens), `splits` {split: {files, examples, candidates, skipped, max_words,
-shards [{file, count, candidates, bytes, sha256, fingerprint, max_words, skipped [...]}]}},
-`skipped` {total, by_reason, items [{split, ref_id, sent_ids, ann_id, image_id, file, reason,
-detail}]}. `counts` and `skipped` count examples ((ref, sentence) pairs). It is written and read
-through `cmsa_tf.data.manifest`.
+Tokenizer (`--tokenizer`, recorded in the manifest): "default" (`cmsa_tf.data.tokenizer`) or
+"authors" (`cmsa_tf.data.authors_tokenizer`: their tokenisation, and `--vocab_file` read in their
+format, ids = line numbers, copied byte for byte as `vocab.txt`), e.g. for their G-Ref model:
+`--tokenizer=authors --vocab_file=vocabulary_Gref.txt`. Training, evaluation and the export refuse
+TFRecords whose tokenizer is not `config.data.tokenizer`.
+
+Manifest (JSON): `dataset`, `split_by`, `text_field`, `tokenizer`, `complete`, `vocabulary`
+{file, size, sha256, layout, source, min_count}, `counts` {split: examples}, `max_words`
+(longest written expression, in tokens), `splits` {split: {files, examples, candidates, skipped,
+max_words, shards [{file, count, candidates, bytes, sha256, fingerprint, max_words, skipped
+[...]}]}}, `skipped` {total, by_reason, items [{split, ref_id, sent_ids, ann_id, image_id, file,
+reason, detail}]}. `counts` and `skipped` count examples ((ref, sentence) pairs). It is written
+and read through `cmsa_tf.data.manifest`.
 
 Modules: `planning` (the shard tasks, fingerprints, what an earlier run left), `shards` (a worker
 writing one shard, the skip reasons), `summary` (the manifest's totals), `builder`

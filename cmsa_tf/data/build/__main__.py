@@ -13,6 +13,7 @@ from absl import app, flags
 
 from cmsa_tf.data import refer
 from cmsa_tf.data.build import EXAMPLES_PER_SHARD, TEXT_FIELDS, build_tfrecords
+from cmsa_tf.data.tokenizer import TOKENIZERS
 
 flags.DEFINE_string(
     "refer_root", None, "Folder with <dataset>/instances.json and refs(<split_by>).p."
@@ -26,7 +27,18 @@ flags.DEFINE_integer(
     "num_shards", None, f"Shards per split (default: one per {EXAMPLES_PER_SHARD} examples)."
 )
 flags.DEFINE_integer("min_count", 1, "Minimum train-split count of a vocabulary token.")
-flags.DEFINE_string("vocab_file", None, "Reuse this vocabulary instead of building one.")
+flags.DEFINE_string(
+    "vocab_file",
+    None,
+    "Reuse this vocabulary instead of building one (needed by --tokenizer=authors).",
+)
+flags.DEFINE_enum(
+    "tokenizer",
+    "default",
+    list(TOKENIZERS),
+    "Tokenizer and vocabulary format: 'authors' reads --vocab_file as the authors' code does "
+    "(ids = line numbers) and tokenizes as theirs; train with the same config.data.tokenizer.",
+)
 flags.DEFINE_bool("strict", False, "Fail on the first bad item instead of skipping it.")
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_enum("text_field", "sent", list(TEXT_FIELDS), "Sentence field to tokenize and store.")
@@ -66,12 +78,14 @@ def main(argv):
         num_workers=FLAGS.num_workers,
         progress=FLAGS.progress,
         text_field=FLAGS.text_field,
+        tokenizer=FLAGS.tokenizer,
     )
     summary = {
         "counts": manifest["counts"],
         "skipped": manifest["skipped"]["by_reason"],
         "vocabulary_size": manifest["vocabulary"]["size"],
         "max_words": manifest["max_words"],
+        "tokenizer": manifest["tokenizer"],
     }
     print(json.dumps(summary, indent=2))
 

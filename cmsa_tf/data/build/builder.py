@@ -11,7 +11,8 @@ import tqdm
 from absl import logging
 
 from cmsa_tf.data import manifest as manifest_lib
-from cmsa_tf.data import refer, tokenizer
+from cmsa_tf.data import refer
+from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.data.build import planning
 from cmsa_tf.data.build import shards as shard_lib
 from cmsa_tf.data.build.planning import BUILDER_VERSION
@@ -44,6 +45,7 @@ def build_tfrecords(
     num_workers: int = 2,
     progress: bool = True,
     text_field: str = "sent",
+    tokenizer: str = "default",
 ) -> dict:
     """Builds the TFRecords, vocabulary and manifest of a REFER dataset (see `cmsa_tf.data.build`).
 
@@ -62,6 +64,10 @@ def build_tfrecords(
         num_workers: worker processes (1 writes in this process).
         progress: show a tqdm progress bar over examples.
         text_field: "sent" (REFER's cleaned sentence, as the authors) or "raw".
+        tokenizer: "default" (`cmsa_tf.data.tokenizer`) or "authors"
+            (`cmsa_tf.data.authors_tokenizer`: their tokenisation and vocabulary format, ids =
+            line numbers; needs `vocab_file`, which is copied byte for byte). The manifest
+            records it; training and evaluation refuse a `config.data.tokenizer` that differs.
 
     Returns:
         The manifest dict (also written to `<output_dir>/manifest.json`).
@@ -79,6 +85,13 @@ def build_tfrecords(
     num_workers = _check_positive(num_workers, "num_workers")
     if text_field not in TEXT_FIELDS:
         raise ValueError(f"text_field must be one of {TEXT_FIELDS}, got {text_field!r}.")
+    if tokenizer not in tokenizer_lib.TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {tokenizer_lib.TOKENIZERS}, got {tokenizer!r}.")
+    if tokenizer == "authors" and vocab_file is None:
+        raise ValueError(
+            "tokenizer='authors' needs vocab_file (the authors' vocabulary, e.g. "
+            "vocabulary_Gref.txt): their ids are the line numbers of that file."
+        )
     image_root = os.path.abspath(os.fspath(image_root))
     if not os.path.isdir(image_root):
         raise ValueError(f"image_root {image_root!r} is not a directory.")
@@ -100,7 +113,7 @@ def build_tfrecords(
     # Vocabulary.
     os.makedirs(output_dir, exist_ok=True)
     if vocab_file is not None:
-        vocabulary = tokenizer.Vocabulary.from_file(vocab_file)
+        vocabulary = tokenizer_lib.load_vocabulary(vocab_file, tokenizer)
         source, vocab_min_count = f"copied from {os.path.abspath(os.fspath(vocab_file))}", None
     else:
         if "train" not in data.splits:
@@ -108,17 +121,21 @@ def build_tfrecords(
                 f"{data.refs_path} has no 'train' split to build the vocabulary from (splits: "
                 f"{list(data.splits)}); pass vocab_file."
             )
-        vocabulary = tokenizer.Vocabulary.build(
+        vocabulary = tokenizer_lib.Vocabulary.build(
             (sentence.text(text_field) for _, sentence in data.sentences("train")),
             min_count=min_count,
         )
         source, vocab_min_count = "built from the 'train' split", min_count
-    vocab_bytes = vocabulary.to_bytes()
+    if tokenizer == "authors":  # their line numbers are the ids: the file as it is
+        with open(vocab_file, "rb") as f:
+            vocab_bytes = f.read()
+    else:
+        vocab_bytes = vocabulary.to_bytes()
     manifest_lib.write_file_atomic(os.path.join(output_dir, VOCAB_NAME), vocab_bytes)
     vocab_entry = {
         "file": VOCAB_NAME,
         "size": len(vocabulary),
-        "layout": vocabulary.layout,
+        "layout": getattr(vocabulary, "layout", "authors"),
         "sha256": hashlib.sha256(vocab_bytes).hexdigest(),
         "source": source,
         "min_count": vocab_min_count,
@@ -138,6 +155,7 @@ def build_tfrecords(
         and previous.get("dataset") == dataset
         and previous.get("split_by") == split_by
         and previous.get("text_field") == text_field
+        and previous.get("tokenizer", "default") == tokenizer
         and (previous.get("vocabulary") or {}).get("sha256") == vocab_entry["sha256"]
     )
     old_entries = {}
@@ -154,6 +172,7 @@ def build_tfrecords(
         "dataset": dataset,
         "split_by": split_by,
         "text_field": text_field,
+        "tokenizer": tokenizer,
         "refer_root": os.path.abspath(os.fspath(refer_root)),
         "image_root": image_root,
         "vocabulary": vocab_entry,

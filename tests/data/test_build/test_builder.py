@@ -359,3 +359,45 @@ def test_output_is_byte_identical_to_the_recorded_build(tmp_path):
     )
     digests = _digests(output_dir)
     assert {k: v for k, v in digests.items() if k != "manifest.json"} == GOLDEN_SHA256
+
+
+# The authors' format: line n is id n, empty lines kept, a repeated token maps to its last line.
+AUTHORS_VOCABULARY = "<pad>\n<go>\n<eos>\n<unk>\nthe\n\nman\nleft\n.\nblob\n\n.\nright\nthe\n"
+
+
+def test_authors_tokenizer_gives_their_ids(refer_fixture_root, tmp_path):
+    from cmsa_tf.data.authors_tokenizer import AuthorsVocabulary
+
+    source = tmp_path / "vocabulary_Gref.txt"
+    source.write_text(AUTHORS_VOCABULARY, encoding="utf-8")
+    output_dir = str(tmp_path / "out")
+    manifest = _build(refer_fixture_root, output_dir, vocab_file=source, tokenizer="authors")
+    assert manifest["tokenizer"] == "authors"
+    assert manifest["vocabulary"]["size"] == 14
+    assert (tmp_path / "out" / "vocab.txt").read_bytes() == source.read_bytes()
+    theirs = AuthorsVocabulary.from_file(source)
+    seen = {}
+    for split in manifest["splits"]:
+        for example in _read_split(output_dir, manifest, split):
+            text = example[schema.EXPRESSION_RAW].decode()
+            ids = example[schema.EXPRESSION_IDS].tolist()
+            assert ids == theirs.encode(text)
+            seen[text] = ids
+    # "the" is its last line (13); ", " is one <unk> word; the last "." is dropped.
+    assert seen["the man, left."] == [13, 6, 3, 7]
+    assert seen["blob, right..."] == [9, 3, 12, 3]
+    # The default tokenizer refuses that file (empty lines, "." twice).
+    with pytest.raises(ValueError, match="vocabulary_Gref.txt"):
+        _build(refer_fixture_root, str(tmp_path / "default"), vocab_file=source)
+
+
+def test_authors_tokenizer_needs_a_vocab_file(refer_fixture_root, tmp_path):
+    with pytest.raises(ValueError, match="vocab_file"):
+        _build(refer_fixture_root, str(tmp_path), tokenizer="authors")
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        _build(refer_fixture_root, str(tmp_path), tokenizer="bert")
+
+
+def test_default_build_records_the_default_tokenizer(built):
+    _, manifest = built
+    assert manifest["tokenizer"] == "default"

@@ -45,7 +45,28 @@ def test_flags_drive_the_build(refer_fixture_root, tmp_path):
         "skipped": manifest["skipped"]["by_reason"],
         "vocabulary_size": manifest["vocabulary"]["size"],
         "max_words": manifest["max_words"],
+        "tokenizer": "default",
     }
+
+
+@pytest.mark.slow
+def test_tokenizer_flag_builds_with_the_authors_ids(refer_fixture_root, tmp_path):
+    vocabulary = tmp_path / "vocabulary_Gref.txt"
+    vocabulary.write_text("<pad>\n<go>\n<eos>\n<unk>\nthe\n\nman\nthe\nleft\n", encoding="utf-8")
+    output_dir = tmp_path / "out"
+    result = _run(
+        f"--refer_root={refer_fixture_root['refer_root']}", "--dataset=refcoco",
+        "--split_by=unc", f"--image_root={refer_fixture_root['image_root']}",
+        f"--output_dir={output_dir}", "--splits=train", "--num_workers=1", "--noprogress",
+        "--tokenizer=authors", f"--vocab_file={vocabulary}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output_dir / "manifest.json", encoding="utf-8") as f:
+        manifest = json.load(f)
+    assert manifest["tokenizer"] == "authors" and manifest["vocabulary"]["size"] == 9
+    files = [str(output_dir / f) for f in manifest["splits"]["train"]["files"]]
+    first = schema.parse_example(next(iter(tf.data.TFRecordDataset(files))))
+    assert first[schema.EXPRESSION_IDS].numpy().tolist() == [7, 6, 3, 8]  # "The man, left."
 
 
 @pytest.mark.slow
