@@ -9,9 +9,9 @@ from absl import logging
 import cmsa_tf.evaluation.metrics as metrics_lib
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest
+from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.data.image_io import decode_rgb
 from cmsa_tf.data.preprocess import resize_and_pad_info
-from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation.evaluator import iterate_predictions
 
 
@@ -99,7 +99,7 @@ class TrainingEvaluator:
         config: ml_collections.ConfigDict,
         model,
         workdir: str,
-        vocabulary: Vocabulary | None = None,
+        vocabulary: tokenizer_lib.Vocabulary | None = None,
     ):
         self.config = config
         self.model = model
@@ -108,7 +108,11 @@ class TrainingEvaluator:
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
         self.vocabulary = vocabulary
         if self.vocabulary is None:
-            self.vocabulary = Vocabulary.from_file(manifest.vocab_path(config.data.tfrecord_dir))
+            # In the format of config.data.tokenizer (the authors' files have empty lines).
+            self.vocabulary = tokenizer_lib.load_vocabulary(
+                manifest.vocab_path(config.data.tfrecord_dir),
+                config.data.get("tokenizer", "default"),
+            )
 
     def run(self, step: int) -> dict:
         """Evaluates `config.eval.max_examples_during_training` expressions; writes the
@@ -137,7 +141,8 @@ class TrainingEvaluator:
                 if key != "count":
                     tf.summary.scalar(f"{self.split}/{key}", value)
             for index, (item, iou) in enumerate(images):
-                tokens = [self.vocabulary.tokens[i] for i in item["words"] if i != 0]
+                pad_id = self.vocabulary.pad_id
+                tokens = [self.vocabulary.tokens[i] for i in item["words"] if i != pad_id]
                 figures = example_figures(
                     item,
                     iou,

@@ -83,3 +83,42 @@ def test_heat_map_is_mapped_back_through_the_pad():
     np.testing.assert_array_equal(
         heat_panel.axes[1].images[0].get_array(), visualize.heat_map_overlay(rgb, heat)
     )
+
+
+def test_the_manifest_vocabulary_is_read_in_the_configured_format(tmp_path, tiny_config):
+    from cmsa_tf.data.build import build_tfrecords
+    from cmsa_tf.training.summaries import TrainingEvaluator
+    from tests.data.refer_fixture import write_refer_root
+
+    info = write_refer_root(tmp_path / "refer")
+    vocabulary = tmp_path / "vocabulary_Gref.txt"
+    # Empty lines and a repeated token: the default format refuses this file.
+    vocabulary.write_text("<pad>\n<go>\n<eos>\n<unk>\nthe\n\nman\nthe\n", encoding="utf-8")
+    output_dir = tmp_path / "tfrecords"
+    build_tfrecords(
+        info["refer_root"],
+        info["dataset"],
+        info["split_by"],
+        info["image_root"],
+        str(output_dir),
+        splits=["val"],
+        vocab_file=vocabulary,
+        tokenizer="authors",
+        num_workers=1,
+        progress=False,
+    )
+    config = tiny_config(str(output_dir))
+    config.data.eval_splits = ("val",)
+    config.data.tokenizer = "authors"
+    evaluator = TrainingEvaluator(config, None, str(tmp_path / "run"))
+    assert evaluator.vocabulary.tokens == (
+        "<pad>",
+        "<go>",
+        "<eos>",
+        "<unk>",
+        "the",
+        "",
+        "man",
+        "the",
+    )
+    assert evaluator.vocabulary.encode("the man") == [7, 6]
