@@ -100,3 +100,26 @@ def test_unknown_map_back_is_refused(model_and_vocab):
     model, _, vocab_file = model_and_vocab
     with pytest.raises(ValueError, match="map_back"):
         CMSAExportModule(model, vocab_file, image_size=SIZE, max_words=WORDS, map_back="crf")
+
+
+@pytest.mark.slow
+def test_a_saved_export_keeps_the_authors_map_back(model_and_vocab, tmp_path):
+    from cmsa_tf.export import saving
+
+    model, vocabulary, vocab_file = model_and_vocab
+    module = CMSAExportModule(
+        model, vocab_file, image_size=SIZE, max_words=WORDS, map_back="authors"
+    )
+    directory = saving.save_module(module, tmp_path / "1")
+    loaded = tf.saved_model.load(directory)
+    assert loaded.map_back.numpy().decode() == "authors"
+    pictures = [scene(h, w, seed=i) for i, (h, w) in enumerate(SIZES[:2])]
+    out = loaded.signatures["serving_default"](
+        image_bytes=tf.constant([encode(p) for p in pictures]),
+        expression=tf.constant([EXPRESSION] * len(pictures)),
+    )
+    for i, (height, width) in enumerate(SIZES[:2]):
+        want, _ = _reference(model, vocabulary, pictures[i], "authors")
+        np.testing.assert_array_equal(
+            out["mask"].numpy()[i, :height, :width], want.astype(np.uint8)
+        )
