@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers import attention_kernels
+from cmsa_tf.layers import attention_kernels, real_words
 from cmsa_tf.layers.attention_base import CrossModalAttentionBase
 from cmsa_tf.layers.common import positive_int
 from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
@@ -215,9 +215,9 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
 
     def _official(self, visual, words, mask, weights, dtype):
         # Real words first (stable), as the one-sample official code that drops padding.
-        order = tf.argsort(tf.cast(tf.logical_not(mask), tf.int32), axis=1, stable=True)  # [B, T]
-        words = tf.gather(words, order, batch_dims=1)
-        mask = tf.gather(mask, order, batch_dims=1)
+        order = real_words.real_words_first(mask)  # [B, T]
+        words = real_words.gather_words(words, order)
+        mask = real_words.gather_words(mask, order)
         features = tf.cast(self.multimodal_features(visual, words, mask), dtype)  # [B, H, W, T, C]
         if self.reduce_dim is not None:
             features = tf.nn.relu(
@@ -236,7 +236,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         padded = tf.pad(real, [[0, 0], [0, num_words % 2]])
         real_per_slot = tf.reduce_sum(tf.reshape(padded, [tf.shape(real)[0], -1, 2]), axis=-1)
         share = tf.gather(slot_attention / tf.maximum(real_per_slot, 1.0), slot_of_word, axis=1)
-        word_attention = tf.gather(share * real, tf.argsort(order, axis=1), batch_dims=1)  # [B, T]
+        word_attention = real_words.unpack_words(share * real, order, num_words)  # [B, T]
 
         # Pooled cell (i, j) -> its cells (2i..2i+1, 2j..2j+1) (equal shares).
         height, width = tf.shape(visual)[1], tf.shape(visual)[2]

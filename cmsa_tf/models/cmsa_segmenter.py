@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from cmsa_tf.layers import real_words
 from cmsa_tf.models import components
 from cmsa_tf.models.atrous_resnet import AtrousResNet
 from cmsa_tf.models.components import LEVEL_NAMES
@@ -246,10 +247,15 @@ class CMSASegmenter(keras.Model):
         """
         self._check_inputs(inputs)
         images = inputs["image"]
-        words = ops.cast(inputs["words"], "int32")
-        word_mask = ops.cast(ops.not_equal(words, 0), self.compute_dtype)  # [B, T]
-        # Eq. 1's words: [B, T', Cl] and [B, T'] (T' = T, or 1 for the sentence), and each
-        # expression word's share of a level word's attention [B, T].
+        words = ops.cast(inputs["words"], "int32")  # [B, T]
+        # Only the words that exist: each row's real words first (stable), cut to the batch's
+        # longest expression L; padding contributes nothing (docs/design.md, "Real words only").
+        num_words = tf.shape(words)[1]
+        order, length = real_words.pack_real_words(words)
+        words = real_words.gather_words(words, order, length)  # [B, L]
+        word_mask = ops.cast(ops.not_equal(words, 0), self.compute_dtype)  # [B, L]
+        # Eq. 1's words: [B, T', Cl] and [B, T'] (T' = L, or 1 for the sentence), and each
+        # expression word's share of a level word's attention [B, L].
         level_words, level_mask, word_share = self.word_encoder(
             self.word_embedding(words), word_mask
         )
@@ -267,7 +273,9 @@ class CMSASegmenter(keras.Model):
                 level_mask,
                 return_attention=True,
             )
-            word_attention.append(scores["word_attention"] * word_share)  # [B, T]
+            word_attention.append(  # [B, T], at the input's word positions
+                real_words.unpack_words(scores["word_attention"] * word_share, order, num_words)
+            )
             level_maps.append(projection(attended))  # [B, h, w, fusion_channels]
 
         # Eq. 5: the levels fused into one map.

@@ -116,6 +116,86 @@ def test_padding_and_batch_invariance(kwargs):
     assert np.abs(np.asarray(model(other))[0] - logits[0]).max() > 1e-6
 
 
+# Only the words that exist: the same expressions, padded left or right to any T, give the same
+# logits and word attention as each expression alone without padding.
+EXPRESSIONS = ((3, 4), (7, 8, 9, 10), (5,))
+REAL_WORD_CASES = {
+    "paper": TINY,
+    "official": OFFICIAL,
+    "official_sentence": dict(OFFICIAL, word_representation="sentence"),
+    "attention_none": dict(TINY, attention_variant="none"),
+    "attention_word": dict(TINY, attention_variant="word"),
+    "attention_pixel": dict(TINY, attention_variant="pixel"),
+    "attention_word_pixel_pair": dict(TINY, attention_variant="word_pixel_pair"),
+    "sentence": dict(TINY, word_representation="sentence"),
+    "fusion_single": dict(
+        TINY, fusion="single", levels=("res5",), key_dims=(6,), reduce_dims=(None,)
+    ),
+    "fusion_convlstm": dict(TINY, fusion="convlstm"),
+}
+
+
+def _padded(num_words, side):
+    rows = np.zeros((len(EXPRESSIONS), num_words), dtype="int32")
+    for row, expression in zip(rows, EXPRESSIONS):
+        if side == "right":
+            row[: len(expression)] = expression
+        else:
+            row[num_words - len(expression) :] = expression
+    return rows
+
+
+@pytest.mark.parametrize("kwargs", list(REAL_WORD_CASES.values()), ids=list(REAL_WORD_CASES))
+def test_padding_anywhere_computes_only_the_real_words(kwargs):
+    import tensorflow as tf
+
+    model = CMSASegmenter(**kwargs)
+    image = _inputs(batch=1)["image"]
+    scales = np.array([1.0, -0.5, 0.8], "float32")[:, None, None, None]
+    images = np.repeat(image, len(EXPRESSIONS), axis=0) * scales  # 3 different images
+    # Reference: each expression alone, without any padding.
+    alone = [
+        model({"image": images[i : i + 1], "words": np.array([e], "int32")}, return_attention=True)
+        for i, e in enumerate(EXPRESSIONS)
+    ]
+    seen = []
+    attention_call = model.attention_layers[0].call
+
+    def recording_call(visual, words, *args, **kw):
+        seen.append(words.shape[1])
+        return attention_call(visual, words, *args, **kw)
+
+    model.attention_layers[0].call = recording_call
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec([None, None], tf.int32),
+        ]
+    )
+    def in_graph(image, words):
+        return model({"image": image, "words": words}, return_attention=True)
+
+    for num_words in (6, 20):
+        for side in ("left", "right"):
+            words = _padded(num_words, side)
+            for out in (
+                model({"image": images, "words": words}, return_attention=True),
+                in_graph(images, words),
+            ):
+                for i, reference in enumerate(alone):
+                    logits = np.asarray(reference["logits"])[0]
+                    np.testing.assert_allclose(
+                        out["logits"][i], logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max()
+                    )
+                    expected = np.zeros((len(model.levels), num_words), "float32")
+                    expected[:, words[i] != 0] = np.asarray(reference["word_attention"])[0]
+                    np.testing.assert_allclose(out["word_attention"][i], expected, atol=1e-6)
+    # The attention ran over the longest expression's 4 words (1 sentence word for CMSA-S).
+    longest = 1 if kwargs.get("word_representation") == "sentence" else 4
+    assert longest in seen and set(seen) <= {longest, None}  # None: traced with an unknown T
+
+
 def test_config_round_trip_and_keras_file(tmp_path):
     model = CMSASegmenter(**OFFICIAL)
     inputs = _inputs()
