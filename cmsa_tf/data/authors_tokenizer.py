@@ -35,7 +35,13 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from cmsa_tf.data.tokenizer import PAD_TOKEN, UNK_TOKEN, _as_text, _check_max_length
+from cmsa_tf.data.tokenizer import (
+    PAD_TOKEN,
+    UNK_TOKEN,
+    _as_text,
+    _check_max_length,
+    read_vocabulary_lines,
+)
 
 AUTHORS_WHITESPACE = " \t\n\r\x0b\x0c"
 FINAL_DOT = "."
@@ -103,17 +109,7 @@ class AuthorsVocabulary:
     def from_file(cls, path) -> AuthorsVocabulary:
         """Reads a vocabulary file: lines split after "\\n", each stripped of ASCII whitespace."""
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise ValueError(f"Vocabulary file {path!r} does not exist.")
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"Vocabulary file {path!r} is not UTF-8 ({error}).") from None
-        lines = text.split("\n")
-        if lines[-1] == "":  # after the last "\n" (or an empty file): no line
-            lines.pop()
+        lines = read_vocabulary_lines(path)
         try:
             return cls(_EDGE_WHITESPACE_RE.sub("", line) for line in lines)
         except ValueError as error:

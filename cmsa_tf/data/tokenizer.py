@@ -124,6 +124,24 @@ def _check_token(token, index):
         )
 
 
+def read_vocabulary_lines(path) -> list[str]:
+    """The lines of a UTF-8 vocabulary file, split on "\\n", without the empty piece after a final
+    newline; a clear error for a missing or non-UTF-8 file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Vocabulary file {path!r} does not exist.")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"Vocabulary file {path!r} is not UTF-8 ({error}).") from None
+    lines = text.split("\n")
+    if lines[-1] == "":  # after the last "\n" (or an empty file): no line
+        lines.pop()
+    return lines
+
+
 class Vocabulary:
     """Token <-> id mapping with the authors' text rules.
 
@@ -235,17 +253,7 @@ class Vocabulary:
         newline.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise ValueError(f"Vocabulary file {path!r} does not exist.")
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"Vocabulary file {path!r} is not UTF-8 ({error}).") from None
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        lines = read_vocabulary_lines(path)
         tokens = []
         for number, line in enumerate(lines):
             token = _WHITESPACE_EDGES_RE.sub("", line)
