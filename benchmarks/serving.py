@@ -12,7 +12,7 @@ on the same batch:
   so it also decodes, resizes, pads, tokenises and maps the probabilities back to 480 x 640;
 - `keras_end_to_end`: what `serving_default` does, done the Keras way: the preprocessing of
   `cmsa_tf.data.preprocess` and the Python tokenizer eagerly, `keras`, then
-  `preprocess.unpad_and_resize_batch` and the threshold eagerly (the fair partner of
+  `map_back.unpad_and_resize_batch` and the threshold eagerly (the fair partner of
   `serving_default`).
 
 Latency is the median time of one batch-1 call; throughput is 8 / the median time of one batch-8
@@ -45,7 +45,7 @@ if REPO_ROOT not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from cmsa_tf.data import preprocess  # noqa: E402
+from cmsa_tf.data import map_back, preprocess  # noqa: E402
 from cmsa_tf.data.tokenizer import Vocabulary  # noqa: E402
 from cmsa_tf.export import module as export_module  # noqa: E402
 from cmsa_tf.export import saving  # noqa: E402
@@ -173,7 +173,7 @@ def benchmark_config(name, args, workdir):
                 [vocabulary.encode_padded(e.decode(), max_words)[0] for e in expressions.numpy()]
             )
             outputs = keras_fn(image, tf.constant(ids))
-            restored = preprocess.unpad_and_resize_batch(outputs["probabilities"][..., None], info)
+            restored = map_back.unpad_and_resize_batch(outputs["probabilities"][..., None], info)
             return {
                 "probabilities": restored[..., 0],
                 "mask": tf.cast(preprocess.binarize(restored[..., 0]), tf.uint8),

@@ -1,4 +1,4 @@
-"""Resize-and-pad geometry and its inverse, mask binarisation, pixel normalisation.
+"""Resize-and-pad geometry, mask binarisation, pixel normalisation: the model's input side.
 
 The preprocessing of the authors' code (docs/design.md, "Preprocessing and the map back"), written
 once as pure TF functions so training, evaluation and the SavedModel export share it:
@@ -12,8 +12,8 @@ once as pure TF functions so training, evaluation and the SavedModel export shar
    normalised image is `-mean`, not 0. We do the same: resize-and-pad first, normalise second.
    `denormalize_image` (TF) and `to_uint8_rgb` (NumPy, through it) undo it for display.
 3. Masks take the same geometry: bilinear resize of the {0, 1} mask, then `>= 0.5`
-   (`MASK_THRESHOLD`), then zero pad. Evaluation maps a probability map back with
-   `unpad_and_resize(..., method="bilinear")` and thresholds it at the same 0.5.
+   (`MASK_THRESHOLD`), then zero pad. The way back from the model's square map to the image
+   (evaluation, the export) lives in `cmsa_tf/data/map_back.py`; it thresholds at the same 0.5.
 
 `preprocessing="authors"` (`PREPROCESSING`; `config.data.preprocessing`) follows the authors' code
 more closely: the same geometry, but the bilinear resize of skimage (`skimage_resize`: zeros
@@ -23,8 +23,6 @@ resize, `* 255`, round half to even) and training masks foreground where the res
 
 The geometry of one image is a dict of scalar tensors with the keys `INFO_KEYS`.
 """
-
-from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -38,12 +36,6 @@ MASK_THRESHOLD = 0.5
 DEFAULT_IMAGE_SIZE = 320
 # `preprocessing` options: cmsa_tf's own, or the authors' (module docstring).
 PREPROCESSING = ("default", "authors")
-
-# How a prediction at `size x size` returns to the original image (`config.eval.protocol`):
-# "exact" (`unpad_and_resize`) or "authors" (`authors_map_back`, with their logit threshold).
-MAP_BACKS = ("exact", "authors")
-# The authors' `score_thresh`: their foreground is `logits >= 1e-9` at `size x size`.
-AUTHORS_LOGIT_THRESHOLD = 1e-9
 
 # The keys of the geometry dict of `resize_and_pad_info`.
 INFO_KEYS = (
@@ -90,12 +82,14 @@ def check_preprocessing(preprocessing) -> None:
         raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}.")
 
 
-def _check_method(method):
+def check_method(method) -> None:
+    """Raises `ValueError` unless `method` is a `tf.image.resize` method (`RESIZE_METHODS`)."""
     if method not in RESIZE_METHODS:
         raise ValueError(f"method must be one of {RESIZE_METHODS}, got {method!r}.")
 
 
-def _check_info(info, source):
+def check_info(info, source: str) -> None:
+    """Raises `ValueError` naming the keys of `INFO_KEYS` that `info` lacks."""
     missing = [key for key in INFO_KEYS if key not in info]
     if missing:
         raise ValueError(f"info is missing {missing}; pass the dict from {source}.")
@@ -109,7 +103,7 @@ def _check_three_channels(image, order):
 
 
 # ----------------------------------------------------------------------------------------------
-# Geometry: resize-and-pad and its inverse.
+# Geometry: resize-and-pad.
 # ----------------------------------------------------------------------------------------------
 
 
@@ -162,7 +156,7 @@ def resize_and_pad(
         `resize_and_pad_info`.
     """
     check_size(size)
-    _check_method(method)
+    check_method(method)
     image = tf.convert_to_tensor(image)
     check_rank(image, 3, "image", "[height, width, channels]")
     shape = tf.shape(image)
@@ -231,42 +225,8 @@ def resize_and_pad_mask(
     return binarize(padded), info
 
 
-def unpad_and_resize(prediction, info: Mapping, method: str = "bilinear") -> tf.Tensor:
-    """Maps a [size, size, C] map back to the original image: crop the pad, resize.
-
-    Args:
-        prediction: [size, size, C] tensor (probabilities, logits, masks).
-        info: the dict returned by `resize_and_pad` for the image (scalar entries).
-        method: `tf.image.resize` method; bilinear on probabilities, then `binarize`, is what
-            evaluation does.
-
-    Returns:
-        float32 [orig_height, orig_width, C].
-    """
-    _check_method(method)
-    prediction = tf.convert_to_tensor(prediction)
-    check_rank(prediction, 3, "prediction", "[size, size, channels]")
-    _check_info(info, "resize_and_pad")
-    cropped = tf.slice(
-        prediction,
-        tf.stack([tf.cast(info["pad_top"], tf.int32), tf.cast(info["pad_left"], tf.int32), 0]),
-        tf.stack(
-            [
-                tf.cast(info["resized_height"], tf.int32),
-                tf.cast(info["resized_width"], tf.int32),
-                -1,
-            ]
-        ),
-    )  # [h', w', C]
-    restored = tf.image.resize(
-        tf.cast(cropped, tf.float32),
-        tf.stack([tf.cast(info["orig_height"], tf.int32), tf.cast(info["orig_width"], tf.int32)]),
-        method=method,
-    )  # [H, W, C]
-    return tf.ensure_shape(restored, [None, None, prediction.shape[-1]])
-
-
-def _info_signature():
+def info_signature() -> dict[str, tf.TensorSpec]:
+    """The `tf.TensorSpec` of each entry of one image's geometry dict (for `tf.map_fn`)."""
     return {key: tf.TensorSpec([], tf.float32 if key == "scale" else tf.int32) for key in INFO_KEYS}
 
 
@@ -283,7 +243,7 @@ def resize_and_pad_batch(
         `(padded, info)`: float32 [B, size, size, C] and a dict of [B] tensors.
     """
     check_size(size)
-    _check_method(method)
+    check_method(method)
     if not isinstance(images, tf.RaggedTensor):
         images = tf.convert_to_tensor(images)
     check_rank(images, 4, "images", "[batch, height, width, channels]")
@@ -297,97 +257,7 @@ def resize_and_pad_batch(
     return tf.map_fn(
         one,
         images,
-        fn_output_signature=(tf.TensorSpec([size, size, channels], tf.float32), _info_signature()),
-    )
-
-
-def authors_map_back(padded_map, height, width) -> tf.Tensor:
-    """The authors' `resize_and_crop(padded_map, height, width)`, in TF ops (graph-safe).
-
-    Scales the whole `[S1, S2, C]` map by `max(height / S1, width / S2)` (sizes rounded half to
-    even, as `np.round`) with skimage's bilinear resize (`skimage_resize.resize_bilinear`), then
-    crops the centre `height x width` (offsets `floor((resized - original) / 2)`). This is not the
-    inverse of the pad (docs/design.md, "Preprocessing and the map back").
-
-    Args:
-        padded_map: [S1, S2, C] real tensor at the model's input size.
-        height, width: the original image size (ints or int scalar tensors).
-
-    Returns:
-        float64 [height, width, C].
-    """
-    padded_map = tf.convert_to_tensor(padded_map)
-    check_rank(padded_map, 3, "padded_map", "[size, size, channels]")
-    shape = tf.shape(padded_map)
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
-    map_h, map_w = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
-    scale = tf.maximum(tf.cast(height, tf.float64) / map_h, tf.cast(width, tf.float64) / map_w)
-    resized_h = tf.cast(tf.round(map_h * scale), tf.int32)  # round half to even
-    resized_w = tf.cast(tf.round(map_w * scale), tf.int32)
-    crop_h, crop_w = (resized_h - height) // 2, (resized_w - width) // 2
-    resized = skimage_resize.resize_bilinear(padded_map, resized_h, resized_w)  # float64
-    cropped = resized[crop_h : crop_h + height, crop_w : crop_w + width]  # [height, width, C]
-    return tf.ensure_shape(cropped, [None, None, padded_map.shape[-1]])
-
-
-def authors_map_back_batch(predictions, info: Mapping) -> tf.Tensor:
-    """`authors_map_back` over a batch: float64 [B, max orig_height, max orig_width, C].
-
-    Example `i` fills its top-left `orig_height[i] x orig_width[i]` corner; the rest is 0 (as
-    `unpad_and_resize_batch`). Only `orig_height` and `orig_width` of `info` are read.
-    """
-    predictions = tf.convert_to_tensor(predictions)
-    check_rank(predictions, 4, "predictions", "[batch, size, size, channels]")
-    heights = tf.cast(tf.convert_to_tensor(info["orig_height"]), tf.int32)
-    widths = tf.cast(tf.convert_to_tensor(info["orig_width"]), tf.int32)
-    max_height, max_width = tf.reduce_max(heights), tf.reduce_max(widths)
-
-    def one(args):
-        prediction, height, width = args
-        restored = authors_map_back(prediction, height, width)  # [H_i, W_i, C]
-        return tf.pad(restored, [[0, max_height - height], [0, max_width - width], [0, 0]])
-
-    return tf.map_fn(
-        one,
-        (predictions, heights, widths),
-        fn_output_signature=tf.TensorSpec([None, None, predictions.shape[-1]], tf.float64),
-    )
-
-
-def unpad_and_resize_batch(predictions, info: Mapping, method: str = "bilinear") -> tf.Tensor:
-    """`unpad_and_resize` over a batch of images of different original sizes.
-
-    Args:
-        predictions: [B, size, size, C].
-        info: dict of [B] tensors (from `resize_and_pad_batch`, `preprocess_encoded_images` or a
-            batch of `pipeline.make_dataset`).
-        method: as `unpad_and_resize`.
-
-    Returns:
-        float32 [B, max orig_height, max orig_width, C]: example `i` fills its top-left
-        `orig_height[i] x orig_width[i]` corner; the rest is 0.
-    """
-    _check_method(method)
-    predictions = tf.convert_to_tensor(predictions)
-    check_rank(predictions, 4, "predictions", "[batch, size, size, channels]")
-    _check_info(info, "resize_and_pad_batch")
-    info = {key: tf.convert_to_tensor(info[key]) for key in INFO_KEYS}
-    max_height = tf.reduce_max(tf.cast(info["orig_height"], tf.int32))
-    max_width = tf.reduce_max(tf.cast(info["orig_width"], tf.int32))
-    channels = predictions.shape[-1]
-
-    def one(args):
-        prediction, one_info = args
-        restored = unpad_and_resize(prediction, one_info, method)  # [H_i, W_i, C]
-        shape = tf.shape(restored)
-        return tf.pad(
-            restored, [[0, max_height - shape[0]], [0, max_width - shape[1]], [0, 0]]
-        )  # [H_max, W_max, C]
-
-    return tf.map_fn(
-        one,
-        (predictions, info),
-        fn_output_signature=tf.TensorSpec([None, None, channels], tf.float32),
+        fn_output_signature=(tf.TensorSpec([size, size, channels], tf.float32), info_signature()),
     )
 
 
@@ -496,5 +366,5 @@ def preprocess_encoded_images(
             image_io.decode_image(encoded), size, preprocessing=preprocessing
         ),
         image_bytes,
-        fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32), _info_signature()),
+        fn_output_signature=(tf.TensorSpec([size, size, 3], tf.float32), info_signature()),
     )

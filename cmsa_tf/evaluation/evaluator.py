@@ -20,7 +20,8 @@ import cmsa_tf.evaluation.metrics as metrics_lib
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest, pipeline
 from cmsa_tf.data.image_io import decode_mask_png, decode_rgb
-from cmsa_tf.data.preprocess import INFO_KEYS, to_uint8_rgb, unpad_and_resize_batch
+from cmsa_tf.data.map_back import unpad_and_resize_batch
+from cmsa_tf.data.preprocess import INFO_KEYS, to_uint8_rgb
 from cmsa_tf.evaluation.protocols import get_protocol, run_crf_job
 
 

@@ -1,7 +1,7 @@
 """Evaluation protocols: how a prediction at the model's `S x S` input becomes a mask at the
 original image size, with and without DenseCRF (`config.eval.protocol`).
 
-- `"exact"` (`ExactProtocol`): undo the resize-and-pad exactly (`preprocess.unpad_and_resize`:
+- `"exact"` (`ExactProtocol`): undo the resize-and-pad exactly (`map_back.unpad_and_resize`:
   crop the pad, bilinear resize of the probabilities to the original size), foreground where the
   probability is `>= config.eval.threshold`. DenseCRF runs at the original size on the original
   image, with unaries clipped to finite values.
@@ -25,19 +25,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back
 from cmsa_tf.data.image_io import decode_rgb
 from cmsa_tf.evaluation.dense_crf import dense_crf
 
-PROTOCOLS = preprocess.MAP_BACKS  # ("exact", "authors")
+PROTOCOLS = map_back.MAP_BACKS  # ("exact", "authors")
 # The authors' `score_thresh` on the logits.
-AUTHORS_LOGIT_THRESHOLD = preprocess.AUTHORS_LOGIT_THRESHOLD
+AUTHORS_LOGIT_THRESHOLD = map_back.AUTHORS_LOGIT_THRESHOLD
 
 
 def authors_map_back(padded_map, height: int, width: int) -> np.ndarray:
     """The authors' `resize_and_crop(padded_map, height, width)`: float64 [height, width].
 
-    `preprocess.authors_map_back` (the same TF ops the export runs in its graph) on a 2-D map.
+    `map_back.authors_map_back` (the same TF ops the export runs in its graph) on a 2-D map.
 
     Args:
         padded_map: [S, S] (or [S1, S2]) real map at the model's input size.
@@ -46,7 +46,7 @@ def authors_map_back(padded_map, height: int, width: int) -> np.ndarray:
     padded_map = np.asarray(padded_map)
     if padded_map.ndim != 2:
         raise ValueError(f"padded_map must be [S, S], got shape {padded_map.shape}.")
-    return preprocess.authors_map_back(padded_map[..., None], height, width).numpy()[..., 0]
+    return map_back.authors_map_back(padded_map[..., None], height, width).numpy()[..., 0]
 
 
 def _exact_crf(image_bytes, probabilities):

@@ -11,11 +11,11 @@ signatures; decoding and preprocessing run inside the graph):
   `tokenizer="authors"`, `cmsa_tf.data.authors_tokenizer`), run the model, map the
   prediction back to each image's original size as `map_back` says (`config.eval.protocol`):
   - `"exact"`: `probabilities` is the sigmoid of the logits with the pad cropped and resized
-    bilinearly to the original size (`preprocess.unpad_and_resize`); `mask` is 1 where it is
+    bilinearly to the original size (`map_back_lib.unpad_and_resize`); `mask` is 1 where it is
     >= 0.5 (`evaluation.protocols.ExactProtocol`).
   - `"authors"`: `mask` is the authors' map-back (`evaluation.protocols.AuthorsProtocol`): 1
     where the `S x S` logits are >= 1e-9, that binary map taken through their `resize_and_crop`
-    (`preprocess.authors_map_back`: scale by max(h, w) / S with skimage's bilinear resize,
+    (`map_back_lib.authors_map_back`: scale by max(h, w) / S with skimage's bilinear resize,
     centre crop), every non-zero pixel foreground; `probabilities` is the `S x S` sigmoid taken
     through the same `resize_and_crop` (so `mask` is not `probabilities >= 0.5` at the border).
   outputs: `probabilities` float32 [B, Hmax, Wmax] and `mask` uint8 [B, Hmax, Wmax] at the
@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from cmsa_tf.data import image_io, preprocess
+from cmsa_tf.data import map_back as map_back_lib
 from cmsa_tf.data import tokenizer as tokenizer_lib
 
 SERVING_SIGNATURE = "serving_default"
@@ -117,7 +118,7 @@ class CMSAExportModule(tf.Module):
         preprocessing: `"default"` or `"authors"` (`config.data.preprocessing`): how
             `serving_default` resizes and pads each image, as training and evaluation do
             (`preprocess.preprocess_image`).
-        map_back: `"exact"` or `"authors"` (`config.eval.protocol`; `preprocess.MAP_BACKS`): how
+        map_back: `"exact"` or `"authors"` (`config.eval.protocol`; `map_back_lib.MAP_BACKS`): how
             `serving_default` brings `probabilities` and `mask` back to the original size
             (module docstring).
         name: the module's name.
@@ -142,8 +143,8 @@ class CMSAExportModule(tf.Module):
     ):
         super().__init__(name=name)
         preprocess.check_preprocessing(preprocessing)
-        if map_back not in preprocess.MAP_BACKS:
-            raise ValueError(f"map_back must be one of {preprocess.MAP_BACKS}, got {map_back!r}.")
+        if map_back not in map_back_lib.MAP_BACKS:
+            raise ValueError(f"map_back must be one of {map_back_lib.MAP_BACKS}, got {map_back!r}.")
         self._preprocessing = preprocessing
         self._map_back = map_back
         for arg, value in (("image_size", image_size), ("max_words", max_words)):
@@ -302,12 +303,12 @@ class CMSAExportModule(tf.Module):
     def _map_to_original(self, logits, probabilities, info):
         """(probabilities float32, mask uint8), both [B, Hmax, Wmax], as `map_back` says."""
         if self._map_back == "authors":
-            binary = tf.cast(logits >= preprocess.AUTHORS_LOGIT_THRESHOLD, tf.float32)
+            binary = tf.cast(logits >= map_back_lib.AUTHORS_LOGIT_THRESHOLD, tf.float32)
             stacked = tf.stack([binary, probabilities], axis=-1)  # [B, S, S, 2]
-            restored = preprocess.authors_map_back_batch(stacked, info)  # float64 [B, H, W, 2]
+            restored = map_back_lib.authors_map_back_batch(stacked, info)  # float64 [B, H, W, 2]
             mask = tf.cast(restored[..., 0] > 0, tf.uint8)
             return tf.cast(restored[..., 1], tf.float32), mask
-        restored = preprocess.unpad_and_resize_batch(
+        restored = map_back_lib.unpad_and_resize_batch(
             probabilities[..., None], info, method="bilinear"
         )[..., 0]
         return restored, tf.cast(preprocess.binarize(restored), tf.uint8)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cmsa_tf.data import pipeline, preprocess, schema
+from cmsa_tf.data import map_back, pipeline, preprocess, schema
 from tests.data.synthetic import blob as _blob
 from tests.data.synthetic import encode as _encode
 from tests.data.synthetic import iou as _iou
@@ -217,7 +217,7 @@ def test_evaluation_order_values_and_round_trip(records):
             np.array(Image.open(io.BytesIO(element["image_bytes"].numpy()))), image
         )
         info = {k: element[k] for k in preprocess.INFO_KEYS}
-        restored = preprocess.binarize(preprocess.unpad_and_resize(element["mask"], info)).numpy()
+        restored = preprocess.binarize(map_back.unpad_and_resize(element["mask"], info)).numpy()
         assert restored.shape == (h, w, 1)
         assert _iou(restored[..., 0], original) > 0.8  # tiny masks (16-60 px) at a 32 px input
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back, preprocess
 from tests.data.synthetic import blob as _blob
 from tests.data.synthetic import encode as _encode
 from tests.data.synthetic import iou as _iou
@@ -56,10 +56,10 @@ def test_round_trip_exact_when_size_matches():
     for shape in [(64, 64, 3), (64, 48, 1), (40, 64, 2)]:
         values = rng.random(shape).astype(np.float32)
         padded, info = preprocess.resize_and_pad(values, 64)
-        np.testing.assert_array_equal(preprocess.unpad_and_resize(padded, info).numpy(), values)
+        np.testing.assert_array_equal(map_back.unpad_and_resize(padded, info).numpy(), values)
         mask = (values[..., :1] > 0.5).astype(np.uint8)
         padded_mask, info = preprocess.resize_and_pad_mask(mask, 64)
-        restored = preprocess.binarize(preprocess.unpad_and_resize(padded_mask, info)).numpy()
+        restored = preprocess.binarize(map_back.unpad_and_resize(padded_mask, info)).numpy()
         np.testing.assert_array_equal(restored, mask.astype(np.float32))
 
 
@@ -68,7 +68,7 @@ def test_round_trip_big_blob_iou():
     for size in (160, 96):
         padded, info = preprocess.resize_and_pad_mask(mask, size)
         assert set(np.unique(padded.numpy())) == {0.0, 1.0}
-        restored = preprocess.binarize(preprocess.unpad_and_resize(padded, info)).numpy()
+        restored = preprocess.binarize(map_back.unpad_and_resize(padded, info)).numpy()
         assert restored.shape == mask.shape
         iou = _iou(restored, mask)
         assert iou > 0.98, (size, iou)
@@ -93,7 +93,7 @@ def test_graph_mode_with_unknown_sizes_matches_eager():
         ]
     )
     def restore(prediction, info):
-        return preprocess.unpad_and_resize(prediction, info)
+        return map_back.unpad_and_resize(prediction, info)
 
     image = np.random.default_rng(3).integers(0, 256, (21, 50, 3), dtype=np.uint8)
     graph_image, graph_info = preprocess_in_graph(tf.constant(image))
@@ -124,11 +124,11 @@ def test_batched_preprocess_and_restore_match_single():
     assert ragged_info["pad_left"].numpy().tolist() == info["pad_left"].numpy().tolist()
 
     predictions = rng.random((2, 24, 24, 1)).astype(np.float32)
-    restored = preprocess.unpad_and_resize_batch(predictions, info).numpy()
+    restored = map_back.unpad_and_resize_batch(predictions, info).numpy()
     assert restored.shape == (2, 35, 30, 1)
     for i, image in enumerate(images):
         one = {key: info[key][i] for key in preprocess.INFO_KEYS}
-        single = preprocess.unpad_and_resize(predictions[i], one).numpy()
+        single = map_back.unpad_and_resize(predictions[i], one).numpy()
         h, w = image.shape[:2]
         np.testing.assert_allclose(restored[i, :h, :w], single, atol=1e-6)
         assert np.all(restored[i, h:] == 0) and np.all(restored[i, :, w:] == 0)
@@ -142,7 +142,7 @@ def test_bad_arguments_raise_value_error():
     with pytest.raises(ValueError, match="image must have rank 3"):
         preprocess.resize_and_pad(np.zeros((4, 4)), 8)
     with pytest.raises(ValueError, match="info is missing"):
-        preprocess.unpad_and_resize(np.zeros((8, 8, 1)), {"pad_top": 0})
+        map_back.unpad_and_resize(np.zeros((8, 8, 1)), {"pad_top": 0})
     with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
         preprocess.normalize_image(np.zeros((4, 4, 4), np.uint8))
 
@@ -186,48 +186,3 @@ def test_to_uint8_rgb_inverts_the_normalisation():
         preprocess.to_uint8_rgb(np.zeros((2, 2, 4)))
     with pytest.raises(ValueError, match="finite numbers"):
         preprocess.to_uint8_rgb(np.full((1, 1, 3), np.nan))
-
-
-# ---------------------------------------------------------------------------------------------
-# The authors' map-back (`resize_and_crop`), in the graph.
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "height,width", [(23, 37), (37, 23), (5, 61), (61, 5), (16, 16), (1, 1), (49, 48)]
-)
-def test_authors_map_back_in_a_graph_equals_their_resize_and_crop(height, width):
-    from tests.evaluation.test_protocols import np_resize_and_crop
-
-    rng = np.random.default_rng(height * 100 + width)
-    padded = rng.random((16, 16, 2))
-    graph = tf.function(
-        preprocess.authors_map_back,
-        input_signature=[
-            tf.TensorSpec([None, None, 2], tf.float64),
-            tf.TensorSpec([], tf.int32),
-            tf.TensorSpec([], tf.int32),
-        ],
-    )
-    got = graph(tf.constant(padded), height, width).numpy()
-    assert got.shape == (height, width, 2) and got.dtype == np.float64
-    for channel in range(2):
-        want = np_resize_and_crop(padded[..., channel], height, width)
-        np.testing.assert_allclose(got[..., channel], want, rtol=0, atol=1e-12)
-
-
-def test_authors_map_back_batch_fills_each_top_left_corner():
-    rng = np.random.default_rng(3)
-    maps = rng.random((2, 16, 16, 1))
-    info = {"orig_height": tf.constant([23, 9]), "orig_width": tf.constant([11, 30])}
-    batch = preprocess.authors_map_back_batch(maps, info).numpy()
-    assert batch.shape == (2, 23, 30, 1)
-    for i, (h, w) in enumerate([(23, 11), (9, 30)]):
-        one = preprocess.authors_map_back(maps[i], h, w).numpy()
-        np.testing.assert_array_equal(batch[i, :h, :w], one)
-        assert not batch[i, h:].any() and not batch[i, :, w:].any()
-
-
-def test_authors_map_back_refuses_a_map_without_channels():
-    with pytest.raises(ValueError, match="padded_map"):
-        preprocess.authors_map_back(tf.zeros([4, 4]), 3, 3)

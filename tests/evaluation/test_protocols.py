@@ -7,7 +7,7 @@ import pydensecrf.densecrf as dcrf
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.evaluation import protocols
 from cmsa_tf.evaluation.dense_crf import dense_crf
 from tests.data.synthetic import encode
@@ -63,7 +63,7 @@ def _item(height, width, seed):
     logits[0, 1] = 5e-10  # just below: background
     logits[1, 0] = 40.0  # sigmoid exactly 1 in float32
     probabilities = tf.sigmoid(logits).numpy()
-    restored = preprocess.unpad_and_resize(probabilities[..., None], info).numpy()[..., 0]
+    restored = map_back.unpad_and_resize(probabilities[..., None], info).numpy()[..., 0]
     return {
         "padded_logits": logits,
         "padded_probabilities": probabilities,

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.export import module
 
@@ -52,7 +52,7 @@ def reference(exported, images, expressions):
     words = np.stack([exported["vocabulary"].encode_padded(e, max_words)[0] for e in expressions])
     outputs = exported["model"]({"image": pixels, "words": words}, return_attention=True)
     probabilities = tf.sigmoid(outputs["logits"])
-    restored = preprocess.unpad_and_resize_batch(probabilities, info)[..., 0].numpy()
+    restored = map_back.unpad_and_resize_batch(probabilities, info)[..., 0].numpy()
     tokens = [tokenizer_lib.tokenize(e)[:max_words] for e in expressions]
     return {
         "image": pixels.numpy(),

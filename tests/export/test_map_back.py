@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation import protocols
 from cmsa_tf.export.module import CMSAExportModule
@@ -51,7 +51,7 @@ def _reference(model, vocabulary, picture, protocol):
     item = {
         "ground_truth": np.zeros((height, width), bool),
         "padded_logits": padded_logits,
-        "probabilities": preprocess.unpad_and_resize(
+        "probabilities": map_back.unpad_and_resize(
             tf.sigmoid(padded_logits)[..., None],
             preprocess.resize_and_pad_info(height, width, SIZE),
         ).numpy()[..., 0],
@@ -93,7 +93,7 @@ def test_serve_masks_equal_the_protocol_of_the_same_name(model_and_vocab, map_ba
 
 def _reference_probabilities(padded_logits, height, width):
     info = preprocess.resize_and_pad_info(height, width, SIZE)
-    return preprocess.unpad_and_resize(tf.sigmoid(padded_logits)[..., None], info).numpy()[..., 0]
+    return map_back.unpad_and_resize(tf.sigmoid(padded_logits)[..., None], info).numpy()[..., 0]
 
 
 def test_unknown_map_back_is_refused(model_and_vocab):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cmsa_tf.data import preprocess
+from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.export.module import CMSAExportModule
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
@@ -46,7 +46,7 @@ def test_serving_default_uses_the_configured_preprocessing(model_and_vocab, prep
     def keras_probabilities(option):
         image, info = preprocess.preprocess_image(tf.constant(picture), SIZE, preprocessing=option)
         logits = model({"image": image[None], "words": words})
-        return preprocess.unpad_and_resize(tf.sigmoid(logits[0]), info)[..., 0].numpy()
+        return map_back.unpad_and_resize(tf.sigmoid(logits[0]), info)[..., 0].numpy()
 
     served = out["probabilities"].numpy()[0]
     np.testing.assert_allclose(served, keras_probabilities(preprocessing), atol=1e-6)
