@@ -39,7 +39,7 @@ from cmsa_tf.data.tokenizer import (
     PAD_TOKEN,
     UNK_TOKEN,
     _as_text,
-    _check_max_length,
+    check_max_length,
     read_vocabulary_lines,
 )
 
@@ -141,13 +141,13 @@ class AuthorsVocabulary:
 
     def encode(self, sentence, max_length: int | None = None) -> list[int]:
         """Ids of the authors' tokens, unpadded, the first `max_length` kept if given."""
-        max_length = _check_max_length(max_length, allow_none=True)
+        max_length = check_max_length(max_length, allow_none=True)
         ids = [self._index.get(token, self.unk_id) for token in authors_tokenize(sentence)]
         return ids if max_length is None else ids[:max_length]
 
     def encode_padded(self, sentence, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """`(ids, mask)`, int32 [T] and bool [T]: the first T ids, padded at the front."""
-        max_length = _check_max_length(max_length)
+        max_length = check_max_length(max_length)
         ids = self.encode(sentence, max_length)
         padded = np.full([max_length], self.pad_id, dtype=np.int32)  # [T]
         mask = np.zeros([max_length], dtype=bool)  # [T]
@@ -213,7 +213,7 @@ class AuthorsTFTokenizer(tf.Module):
         super().__init__(name=name)
         vocabulary = AuthorsVocabulary.from_file(vocabulary_file)
         self.vocabulary_file = os.fspath(vocabulary_file)
-        self.max_length = _check_max_length(max_length)
+        self.max_length = check_max_length(max_length)
         self.pad_id = vocabulary.pad_id
         self.unk_id = vocabulary.unk_id
         self.vocabulary_size = len(vocabulary)

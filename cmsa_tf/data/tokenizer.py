@@ -1,4 +1,4 @@
-"""The authors' text rules, with a Python face (for the builder) and a TensorFlow face (for export).
+"""The authors' text rules and the vocabulary: the Python face (the builder, evaluation, predict).
 
 The rules (the authors' `text_processing.sentence2vocab_indices`, made explicit):
 
@@ -35,7 +35,6 @@ import os
 import re
 
 import numpy as np
-import tensorflow as tf
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -59,7 +58,7 @@ _EDGE_SPACES_RE = re.compile(EDGE_SPACES_PATTERN)
 _WHITESPACE_EDGES_RE = re.compile(f"^{WHITESPACE}+|{WHITESPACE}+$")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # The TF face splits on this separator after marking word runs; rule 1 removes it from the text.
-_SEPARATOR = "\n"
+PIECE_SEPARATOR = "\n"
 
 
 def _as_text(sentence, name="sentence"):
@@ -102,7 +101,7 @@ def tokenize(sentence):
     return tokens
 
 
-def _check_max_length(max_length, allow_none=False):
+def check_max_length(max_length, allow_none: bool = False):
     if max_length is None and allow_none:
         return None
     if (
@@ -281,7 +280,7 @@ class Vocabulary:
 
     def encode(self, sentence, max_length=None):
         """Token ids of `sentence`, unpadded, truncated to `max_length` if given."""
-        max_length = _check_max_length(max_length, allow_none=True)
+        max_length = check_max_length(max_length, allow_none=True)
         ids = [self._index.get(token, self.unk_id) for token in tokenize(sentence)]
         return ids if max_length is None else ids[:max_length]
 
@@ -291,7 +290,7 @@ class Vocabulary:
         Returns:
             `(ids, mask)`: int32 [T] and bool [T], mask True on real words.
         """
-        max_length = _check_max_length(max_length)
+        max_length = check_max_length(max_length)
         ids = self.encode(sentence, max_length)
         padded = np.full([max_length], self.pad_id, dtype=np.int32)  # [T]
         padded[: len(ids)] = ids
@@ -302,136 +301,6 @@ class Vocabulary:
     def decode(self, ids):
         """Tokens of `ids` (padding ids decode to `<pad>`)."""
         return [self.id_to_token(i) for i in ids]
-
-
-# ----------------------------------------------------------------------------------------------
-# TensorFlow face.
-
-
-def tf_tokenize(sentences):
-    """The rules of `tokenize` in TensorFlow ops.
-
-    Args:
-        sentences: string tensor [B] (UTF-8).
-
-    Returns:
-        A string `tf.RaggedTensor` [B, (tokens)].
-    """
-    sentences = tf.convert_to_tensor(sentences, dtype=tf.string)
-    if sentences.shape.rank != 1:
-        raise ValueError(
-            f"sentences must be a string tensor of rank 1 [B], got shape {sentences.shape}."
-        )
-    text = tf.strings.regex_replace(sentences, WHITESPACE_RUN_PATTERN, " ")
-    text = tf.strings.regex_replace(text, EDGE_SPACES_PATTERN, "")
-    # Rule 1 removed every "\n", so it can mark the borders of word runs.
-    text = tf.strings.regex_replace(text, WORD_RUN_PATTERN, _SEPARATOR + "\\1" + _SEPARATOR)
-    pieces = tf.strings.split(text, sep=_SEPARATOR)  # [B, (pieces)]
-    pieces = tf.ragged.map_flat_values(tf.strings.regex_replace, pieces, EDGE_SPACES_PATTERN, "")
-    pieces = tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
-    tokens = tf.ragged.map_flat_values(tf.strings.lower, pieces)  # no encoding: ASCII only
-    # Drop a final "." of each row.
-    lengths = tokens.row_lengths()  # [B]
-    positions = tf.ragged.range(lengths)  # [B, (tokens)]
-    is_last = tf.equal(positions, tf.expand_dims(lengths - 1, axis=1))
-    drop = tf.logical_and(is_last, tf.equal(tokens, FINAL_DOT))
-    return tf.ragged.boolean_mask(tokens, tf.logical_not(drop))
-
-
-def tf_encode(sentences, table, max_length, pad_id=0):
-    """Token ids of sentences inside the TensorFlow graph, end-padded to `max_length`.
-
-    Args:
-        sentences: string tensor [B] or a scalar string (e.g. inside a per-example `tf.data` map).
-        table: a `tf.lookup` table mapping tokens to ids whose default value is the `<unk>` id
-            (see `TFTokenizer`).
-        max_length: T, a positive int.
-        pad_id: the padding id.
-
-    Returns:
-        int32 [B, T] (or [T] for a scalar input).
-    """
-    max_length = _check_max_length(max_length)
-    sentences = tf.convert_to_tensor(sentences, dtype=tf.string)
-    rank = sentences.shape.rank
-    if rank not in (0, 1):
-        raise ValueError(
-            f"sentences must be a scalar or a rank-1 string tensor, got shape {sentences.shape}."
-        )
-    batch = sentences if rank == 1 else tf.expand_dims(sentences, 0)  # [B]
-    tokens = tf_tokenize(batch)[:, :max_length]  # [B, (<= T)]
-    ids = tf.ragged.map_flat_values(table.lookup, tokens)
-    ids = tf.cast(ids, tf.int32).to_tensor(default_value=pad_id, shape=[None, max_length])  # [B, T]
-    return ids if rank == 1 else ids[0]
-
-
-def _check_canonical(path, vocabulary):
-    with open(path, "rb") as f:
-        data = f.read()
-    if data != vocabulary.to_bytes():
-        raise ValueError(
-            f"Vocabulary file {path!r} is not in canonical form (UTF-8, one token a line, '\\n' "
-            "line endings, no surrounding spaces), so the in-graph table would differ from "
-            "Vocabulary.from_file. Rewrite it with Vocabulary.from_file(path).save(new_path)."
-        )
-
-
-class TFTokenizer(tf.Module):
-    """The tokenizer as a `tf.Module`: sentences -> end-padded ids, inside any graph.
-
-    The lookup table is a `tf.lookup.StaticHashTable` initialised from the vocabulary file, so a
-    SavedModel that tracks this module carries the file as an asset. Works eagerly, inside
-    `tf.function` and inside `tf.data` maps.
-
-    Args:
-        vocabulary_file: path of a vocabulary file in canonical form (as written by
-            `Vocabulary.save`; the builder's `vocab.txt`).
-        max_length: T, the number of word slots.
-        name: module name.
-
-    Example:
-        >>> tokenizer = TFTokenizer("vocab.txt", max_length=20)
-        >>> ids, mask = tokenizer.encode_padded(tf.constant(["the man on the left"]))  # [1, 20]
-
-    Reference:
-        The authors' `util/text_processing.py` (CMSA / RRN code), see the module docstring.
-    """
-
-    def __init__(self, vocabulary_file, max_length, name=None):
-        super().__init__(name=name)
-        vocabulary_file = os.fspath(vocabulary_file)
-        vocabulary = Vocabulary.from_file(vocabulary_file)
-        _check_canonical(vocabulary_file, vocabulary)
-        self.max_length = _check_max_length(max_length)
-        self.pad_id = vocabulary.pad_id
-        self.unk_id = vocabulary.unk_id
-        self.vocabulary_size = len(vocabulary)
-        self.vocabulary_file = vocabulary_file
-        initializer = tf.lookup.TextFileInitializer(
-            vocabulary_file,
-            key_dtype=tf.string,
-            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-            value_dtype=tf.int64,
-            value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-            vocab_size=len(vocabulary),
-        )
-        self.table = tf.lookup.StaticHashTable(initializer, default_value=self.unk_id)
-
-    def __call__(self, sentences):
-        """int32 ids [B, T] (or [T] for a scalar string), padded with `pad_id` at the end."""
-        return tf_encode(sentences, self.table, self.max_length, self.pad_id)
-
-    def padded_tokens(self, sentences):
-        """string [B, T]: the tokens behind `__call__`'s ids ("" on padding)."""
-        tokens = tf_tokenize(sentences)[:, : self.max_length]
-        return tokens.to_tensor(default_value="", shape=[None, self.max_length])
-
-    def encode_padded(self, sentences):
-        """`(ids, mask)`: int32 [B, T] and bool [B, T] (True on real words)."""
-        ids = self(sentences)
-        # Tokens never equal "<pad>" ("<" and ">" are not word characters), so the pad id marks
-        # exactly the padding.
-        return ids, tf.not_equal(ids, self.pad_id)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -463,4 +332,6 @@ def make_tf_tokenizer(vocabulary_file, max_length, tokenizer="default", name=Non
         from cmsa_tf.data import authors_tokenizer
 
         return authors_tokenizer.AuthorsTFTokenizer(vocabulary_file, max_length, name=name)
-    return TFTokenizer(vocabulary_file, max_length, name=name)
+    from cmsa_tf.data import tf_tokenizer  # it builds on this module
+
+    return tf_tokenizer.TFTokenizer(vocabulary_file, max_length, name=name)

@@ -1,4 +1,4 @@
-"""Tests of the tokenizer: hand-checked rules, Python face == TF face, vocabulary files."""
+"""Tests of cmsa_tf/data/tokenizer.py and its TensorFlow face, cmsa_tf/data/tf_tokenizer.py."""
 
 import os
 import re
@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.data import tokenizer
-from cmsa_tf.data.tokenizer import TFTokenizer, Vocabulary, tf_encode, tf_tokenize, tokenize
+from cmsa_tf.data.tf_tokenizer import TFTokenizer, tf_encode, tf_tokenize
+from cmsa_tf.data.tokenizer import Vocabulary, tokenize
 
 # Pieces for generated sentences: words, digits, punctuation, whitespace of every kind, accents,
 # case pairs that differ between Unicode and ASCII lower-casing, CJK, emoji, control characters.
