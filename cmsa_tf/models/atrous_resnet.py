@@ -13,17 +13,14 @@ import os
 import keras
 from absl import logging
 
+from cmsa_tf.models.resnet_blocks import (
+    DEPTHS,
+    FEATURE_NAMES,
+    ResNetGraphBuilder,
+)
 from cmsa_tf.models.weights.keras_applications import copy_keras_applications_weights
 from cmsa_tf.models.weights.tf1_deeplab import load_tf1_checkpoint
 
-# depth -> (block kind, blocks in res2..res5).
-_DEPTHS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
 # output stride -> (stride, dilation) of res2, res3, res4, res5.
 _STAGE_GEOMETRY = {
     8: ((1, 1), (2, 1), (1, 2), (1, 4)),
@@ -31,7 +28,6 @@ _STAGE_GEOMETRY = {
     32: ((1, 1), (2, 1), (2, 1), (2, 1)),
 }
 STAGE_NAMES = ("conv1", "res2", "res3", "res4", "res5")
-FEATURE_NAMES = ("res3", "res4", "res5")
 PADDING_STYLES = ("symmetric", "same")
 # BatchNorm epsilon of keras.applications ResNet and of TF-slim (DrSleep's TF1 graph).
 KERAS_BATCHNORM_EPSILON = 1.001e-5
@@ -48,27 +44,6 @@ def default_stem(weights):
     if weights is not None and weights != "imagenet":
         return "same", SLIM_BATCHNORM_EPSILON
     return "symmetric", KERAS_BATCHNORM_EPSILON
-
-
-def caffe_block_names(depth, stage):
-    """Caffe names of the residual blocks of one stage, e.g. `["3a", "3b1", "3b2", "3b3"]`.
-
-    Caffe's ResNet-101/152 prototxts (and DeepLab's) number the blocks of res3 and res4
-    (`res3b1`, ..., `res4b22`); every other stage, and every stage of the shallower nets, uses
-    letters (`res2a`, `res2b`, `res2c`).
-
-    Args:
-        depth: 18, 34, 50, 101 or 152.
-        stage: 2, 3, 4 or 5.
-    """
-    if depth not in _DEPTHS:
-        raise ValueError(f"depth must be one of {sorted(_DEPTHS)}; got {depth!r}.")
-    if stage not in (2, 3, 4, 5):
-        raise ValueError(f"stage must be 2, 3, 4 or 5; got {stage!r}.")
-    num_blocks = _DEPTHS[depth][1][stage - 2]
-    if depth >= 101 and stage in (3, 4):
-        return [f"{stage}a"] + [f"{stage}b{i}" for i in range(1, num_blocks)]
-    return [f"{stage}{chr(ord('a') + i)}" for i in range(num_blocks)]
 
 
 def _stage_of(layer_name):
@@ -106,7 +81,7 @@ class AtrousResNet(keras.Model):
 
     Layer names are Caffe's: `conv1`, `bn_conv1`, `pool1`, `res2a_branch1`, `bn2a_branch1`,
     `res2a_branch2a`, ..., `res2a` (the sum), `res2a_relu`; ResNet-101/152 number the blocks of
-    res3 and res4 (`res3b1`..`res3b3`, `res4b1`..`res4b22`), see `caffe_block_names`.
+    res3 and res4 (`res3b1`..`res3b3`, `res4b1`..`res4b22`), see `resnet_blocks.caffe_block_names`.
 
     The model is a functional `keras.Model` built in the constructor (keras-hub backbone style),
     so weights exist as soon as it is constructed and can be loaded there.
@@ -168,8 +143,8 @@ class AtrousResNet(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        if depth not in _DEPTHS:
-            raise ValueError(f"depth must be one of {sorted(_DEPTHS)}; got {depth!r}.")
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(DEPTHS)}; got {depth!r}.")
         if output_stride not in _STAGE_GEOMETRY:
             raise ValueError(
                 f"output_stride must be one of {sorted(_STAGE_GEOMETRY)}; got {output_stride!r}."
@@ -223,7 +198,7 @@ class AtrousResNet(keras.Model):
         kwargs.setdefault("name", "atrous_resnet")
 
         # === Functional graph ===
-        builder = _GraphBuilder(
+        builder = ResNetGraphBuilder(
             depth=depth,
             width=width,
             padding=padding,
@@ -243,7 +218,7 @@ class AtrousResNet(keras.Model):
         self.padding = padding
         self.batchnorm_epsilon = float(batchnorm_epsilon)
         self._layer_dtype = dtype
-        self.block_type = _DEPTHS[depth][0]
+        self.block_type = DEPTHS[depth][0]
         expansion = 4 if self.block_type == "bottleneck" else 1
         self.feature_channels = {
             name: width * 2 ** (i + 1) * expansion for i, name in enumerate(FEATURE_NAMES)
@@ -328,105 +303,3 @@ class AtrousResNet(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-class _GraphBuilder:
-    """Creates the layers of one AtrousResNet and wires them on a symbolic input."""
-
-    def __init__(self, depth, width, padding, epsilon, dtype):
-        self.depth = depth
-        self.width = width
-        self.padding = padding
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.block_type, _ = _DEPTHS[depth]
-
-    def build(self, images, geometry):
-        # === Stem ===
-        x = self._conv(images, self.width, 7, 2, 1, "conv1")  # [B, H/2, W/2, w]
-        x = self._bn(x, "bn_conv1")
-        x = keras.layers.ReLU(name="conv1_relu", dtype=self.dtype)(x)
-        if self.padding == "symmetric":
-            x = keras.layers.ZeroPadding2D(1, name="pool1_pad", dtype=self.dtype)(x)
-            x = keras.layers.MaxPooling2D(3, 2, padding="valid", name="pool1", dtype=self.dtype)(x)
-        else:
-            x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1", dtype=self.dtype)(x)
-        # [B, H/4, W/4, w]
-
-        # === Residual stages ===
-        features, feature_layer_names = {}, {}
-        in_channels = self.width
-        previous_dilation = 1
-        for stage, (stride, dilation) in zip((2, 3, 4, 5), geometry):
-            filters = self.width * 2 ** (stage - 2)
-            for index, block in enumerate(caffe_block_names(self.depth, stage)):
-                block_stride = stride if index == 0 else 1
-                if self.block_type == "bottleneck":
-                    x = self._bottleneck(x, block, filters, block_stride, dilation, index == 0)
-                    in_channels = 4 * filters
-                else:
-                    project = index == 0 and (block_stride != 1 or in_channels != filters)
-                    # The conv that would carry the stride sees the previous stage's grid.
-                    first_dilation = previous_dilation if index == 0 else dilation
-                    x = self._basic(
-                        x, block, filters, block_stride, first_dilation, dilation, project
-                    )
-                    in_channels = filters
-            previous_dilation = dilation
-            # [B, H/s, W/s, C_stage]
-            if f"res{stage}" in FEATURE_NAMES:
-                features[f"res{stage}"] = x
-                feature_layer_names[f"res{stage}"] = f"res{block}_relu"
-        return features, feature_layer_names
-
-    def _bottleneck(self, x, block, filters, stride, dilation, project):
-        shortcut = x
-        if project:
-            shortcut = self._conv(x, 4 * filters, 1, stride, 1, f"res{block}_branch1")
-            shortcut = self._bn(shortcut, f"bn{block}_branch1")
-        y = self._conv(x, filters, 1, stride, 1, f"res{block}_branch2a")
-        y = self._bn(y, f"bn{block}_branch2a")
-        y = keras.layers.ReLU(name=f"res{block}_branch2a_relu", dtype=self.dtype)(y)
-        y = self._conv(y, filters, 3, 1, dilation, f"res{block}_branch2b")
-        y = self._bn(y, f"bn{block}_branch2b")
-        y = keras.layers.ReLU(name=f"res{block}_branch2b_relu", dtype=self.dtype)(y)
-        y = self._conv(y, 4 * filters, 1, 1, 1, f"res{block}_branch2c")
-        y = self._bn(y, f"bn{block}_branch2c")
-        y = keras.layers.Add(name=f"res{block}", dtype=self.dtype)([shortcut, y])
-        return keras.layers.ReLU(name=f"res{block}_relu", dtype=self.dtype)(y)
-
-    def _basic(self, x, block, filters, stride, first_dilation, dilation, project):
-        shortcut = x
-        if project:
-            shortcut = self._conv(x, filters, 1, stride, 1, f"res{block}_branch1")
-            shortcut = self._bn(shortcut, f"bn{block}_branch1")
-        y = self._conv(x, filters, 3, stride, first_dilation, f"res{block}_branch2a")
-        y = self._bn(y, f"bn{block}_branch2a")
-        y = keras.layers.ReLU(name=f"res{block}_branch2a_relu", dtype=self.dtype)(y)
-        y = self._conv(y, filters, 3, 1, dilation, f"res{block}_branch2b")
-        y = self._bn(y, f"bn{block}_branch2b")
-        y = keras.layers.Add(name=f"res{block}", dtype=self.dtype)([shortcut, y])
-        return keras.layers.ReLU(name=f"res{block}_relu", dtype=self.dtype)(y)
-
-    def _conv(self, x, filters, kernel_size, stride, dilation, name):
-        padding = "same"
-        if stride > 1 and kernel_size > 1 and self.padding == "symmetric":
-            # Caffe / keras.applications: pad (k - 1) // 2 on every side, then 'valid'.
-            x = keras.layers.ZeroPadding2D(
-                (kernel_size - 1) // 2, name=f"{name}_pad", dtype=self.dtype
-            )(x)
-            padding = "valid"
-        return keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=stride,
-            dilation_rate=dilation,
-            padding=padding,
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=name,
-            dtype=self.dtype,
-        )(x)
-
-    def _bn(self, x, name):
-        return keras.layers.BatchNormalization(epsilon=self.epsilon, name=name, dtype=self.dtype)(x)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cmsa_tf.models.atrous_resnet import AtrousResNet, caffe_block_names
+from cmsa_tf.models.atrous_resnet import AtrousResNet
 
 STAGES = ("conv1", "res2", "res3", "res4", "res5")
 
@@ -70,17 +70,6 @@ def test_full_width_channels():
     backbone = AtrousResNet(depth=18, output_stride=32)
     assert backbone.feature_channels == {"res3": 128, "res4": 256, "res5": 512}
     assert backbone.get_layer("conv1").kernel.shape == (7, 7, 3, 64)
-
-
-def test_caffe_block_names():
-    assert caffe_block_names(101, 2) == ["2a", "2b", "2c"]
-    assert caffe_block_names(101, 3) == ["3a", "3b1", "3b2", "3b3"]
-    assert caffe_block_names(101, 4)[-1] == "4b22" and len(caffe_block_names(101, 4)) == 23
-    assert caffe_block_names(101, 5) == ["5a", "5b", "5c"]
-    assert caffe_block_names(50, 3) == ["3a", "3b", "3c", "3d"]
-    assert caffe_block_names(50, 4) == ["4a", "4b", "4c", "4d", "4e", "4f"]
-    assert caffe_block_names(152, 4)[-1] == "4b35"
-    assert caffe_block_names(18, 5) == ["5a", "5b"]
 
 
 def test_deeplab_layer_names_strides_and_dilations():

@@ -7,7 +7,7 @@ def _block_index(block):
     """1-based position of a Caffe block in its stage: "3a" -> 1, "3c" -> 3, "4b22" -> 23.
 
     Caffe's ResNet-101/152 number the blocks after the first (`res4b1`, ...); the others use
-    letters (see `atrous_resnet.caffe_block_names`).
+    letters (see `resnet_blocks.caffe_block_names`).
     """
     if len(block) > 2:  # numbered: "<stage>b<n>" is the (n + 1)-th block
         return int(block[2:]) + 1

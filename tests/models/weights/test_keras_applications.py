@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cmsa_tf.models.atrous_resnet import AtrousResNet, caffe_block_names
+from cmsa_tf.models.atrous_resnet import AtrousResNet
+from cmsa_tf.models.resnet_blocks import caffe_block_names
 from cmsa_tf.models.weights.keras_applications import (
     _block_index,
     copy_keras_applications_weights,
