@@ -154,60 +154,8 @@ class AblatedCrossModalAttention(CrossModalAttentionBase):
             )
             return image, word
 
-        uniform_positions = tf.ones([batch, positions], dtype) / tf.cast(positions, dtype)
-        if self.variant == "none":
-            attended = None  # [B, P, d] mean over real words of r[p, n]
-            word_attention = mean_weights
-            position_attention = uniform_positions
-        elif self.variant == "word":
-            query_image, query_word = project("query")  # A [B, P, d], B [B, T, d]
-            key_image, key_word = project("key")  # C [B, P, d], D [B, T, d]
-            value_image, value_word = project("value")  # E, F
-            # (A[p] + B[n]) . (C[p] + D[n']) for every position p and words n, n'. The C[p] term is
-            # constant over n' (it cancels in the softmax) but keeps a gradient on every weight.
-            same_position = tf.reduce_sum(query_image * key_image, axis=-1)[:, :, None] + tf.einsum(
-                "bnd,bpd->bpn", query_word, key_image
-            )  # [B, P, T]
-            logits = (
-                same_position[:, :, :, None]
-                + tf.einsum("bpd,bmd->bpm", query_image, key_word)[:, :, None, :]
-                + tf.einsum("bnd,bmd->bnm", query_word, key_word)[:, None, :, :]
-            )  # [B, P, T (query n), T (key n')]
-            logits = tf.where(mask[:, None, None, :], logits, attention_kernels.mask_value(dtype))
-            tau = tf.nn.softmax(logits, axis=-1)
-            word_mix = tf.einsum("bpnm,bn->bpm", tau, mean_weights)  # [B, P, T]
-            # mean_n r[p, n] = sum_n w_n (E[p] + sum_n' tau F[n'])
-            attended = has_words[:, None, None] * value_image + tf.matmul(word_mix, value_word)
-            word_attention = tf.reduce_mean(word_mix, axis=1)
-            position_attention = uniform_positions
-        elif self.variant == "pixel":
-            query_image, query_word = project("query")  # A, B
-            key_image, _ = project("key")  # C; the D[n] term is constant over p'
-            value_image, value_word = project("value")  # E, F
-            # softmax over p' of (A[p] + B[n]) . C[p'], averaged over the real words n.
-            position_mix = attention_kernels.word_averaged_softmax(
-                tf.matmul(query_image, key_image, transpose_b=True),  # [B, P, P]
-                tf.matmul(query_word, key_image, transpose_b=True),  # [B, T, P]
-                mean_weights,
-            )  # [B, P, P]
-            # mean_n r[p, n] = sum_p' S[p, p'] E[p'] + sum_n w_n F[n]
-            attended = (
-                tf.matmul(position_mix, value_image)
-                + tf.einsum("btd,bt->bd", value_word, mean_weights)[:, None, :]
-            )
-            word_attention = mean_weights
-            position_attention = tf.reduce_mean(position_mix, axis=1)
-        else:  # word_pixel_pair
-            score_image, score_word = project("score")  # s[p, n] = a[p] + c[n]
-            value_image, value_word = project("value")  # E, F
-            # softmax over the pairs of a[p] + c[n] = softmax_p(a) * softmax_(real n)(c).
-            position_attention = tf.nn.softmax(score_image[..., 0], axis=-1)  # [B, P]
-            word_logits = tf.where(mask, score_word[..., 0], attention_kernels.mask_value(dtype))
-            word_attention = tf.nn.softmax(word_logits, axis=-1)  # [B, T]
-            context = tf.einsum("bpd,bp->bd", value_image, position_attention) + tf.einsum(
-                "btd,bt->bd", value_word, word_attention
-            )  # [B, d]
-            attended = context[:, None, :]  # the same r for every query pair
+        context = _Context(project, mask, mean_weights, has_words, positions, dtype)
+        attended, word_attention, position_attention = _ATTEND[self.variant](context)
 
         if attended is None:
             outputs = mean_features
@@ -229,3 +177,93 @@ class AblatedCrossModalAttention(CrossModalAttentionBase):
         config = super().get_config()
         config.update({"variant": self.variant})
         return config
+
+
+class _Context:
+    """What every variant's attention reads: the split projections of f and the word weights.
+
+    `project(name)` gives the affine map `name` of f split into its image part [B, P, k] and its
+    word part [B, T, k]; `mask` is bool [B, T]; `mean_weights` [B, T] the weights of the mean over
+    real words; `has_words` [B]; `positions` the scalar P.
+    """
+
+    def __init__(self, project, mask, mean_weights, has_words, positions, dtype):
+        self.project = project
+        self.mask = mask
+        self.mean_weights = mean_weights
+        self.has_words = has_words
+        self.positions = positions
+        self.dtype = dtype
+
+    def uniform_positions(self):
+        batch = tf.shape(self.mask)[0]
+        return tf.ones([batch, self.positions], self.dtype) / tf.cast(self.positions, self.dtype)
+
+
+# Each variant: context -> (attended [B, P or 1, d] or None, word attention [B, T],
+# position attention [B, P]); `attended` is the mean over real words n of r[p, n].
+
+
+def _attend_none(c):
+    return None, c.mean_weights, c.uniform_positions()
+
+
+def _attend_word(c):
+    query_image, query_word = c.project("query")  # A [B, P, d], B [B, T, d]
+    key_image, key_word = c.project("key")  # C [B, P, d], D [B, T, d]
+    value_image, value_word = c.project("value")  # E, F
+    # (A[p] + B[n]) . (C[p] + D[n']) for every position p and words n, n'. The C[p] term is
+    # constant over n' (it cancels in the softmax) but keeps a gradient on every weight.
+    same_position = tf.reduce_sum(query_image * key_image, axis=-1)[:, :, None] + tf.einsum(
+        "bnd,bpd->bpn", query_word, key_image
+    )  # [B, P, T]
+    logits = (
+        same_position[:, :, :, None]
+        + tf.einsum("bpd,bmd->bpm", query_image, key_word)[:, :, None, :]
+        + tf.einsum("bnd,bmd->bnm", query_word, key_word)[:, None, :, :]
+    )  # [B, P, T (query n), T (key n')]
+    logits = tf.where(c.mask[:, None, None, :], logits, attention_kernels.mask_value(c.dtype))
+    tau = tf.nn.softmax(logits, axis=-1)
+    word_mix = tf.einsum("bpnm,bn->bpm", tau, c.mean_weights)  # [B, P, T]
+    # mean_n r[p, n] = sum_n w_n (E[p] + sum_n' tau F[n'])
+    attended = c.has_words[:, None, None] * value_image + tf.matmul(word_mix, value_word)
+    return attended, tf.reduce_mean(word_mix, axis=1), c.uniform_positions()
+
+
+def _attend_pixel(c):
+    query_image, query_word = c.project("query")  # A, B
+    key_image, _ = c.project("key")  # C; the D[n] term is constant over p'
+    value_image, value_word = c.project("value")  # E, F
+    # softmax over p' of (A[p] + B[n]) . C[p'], averaged over the real words n.
+    position_mix = attention_kernels.word_averaged_softmax(
+        tf.matmul(query_image, key_image, transpose_b=True),  # [B, P, P]
+        tf.matmul(query_word, key_image, transpose_b=True),  # [B, T, P]
+        c.mean_weights,
+    )  # [B, P, P]
+    # mean_n r[p, n] = sum_p' S[p, p'] E[p'] + sum_n w_n F[n]
+    attended = (
+        tf.matmul(position_mix, value_image)
+        + tf.einsum("btd,bt->bd", value_word, c.mean_weights)[:, None, :]
+    )
+    return attended, c.mean_weights, tf.reduce_mean(position_mix, axis=1)
+
+
+def _attend_word_pixel_pair(c):
+    score_image, score_word = c.project("score")  # s[p, n] = a[p] + c[n]
+    value_image, value_word = c.project("value")  # E, F
+    # softmax over the pairs of a[p] + c[n] = softmax_p(a) * softmax_(real n)(c).
+    position_attention = tf.nn.softmax(score_image[..., 0], axis=-1)  # [B, P]
+    word_logits = tf.where(c.mask, score_word[..., 0], attention_kernels.mask_value(c.dtype))
+    word_attention = tf.nn.softmax(word_logits, axis=-1)  # [B, T]
+    context = tf.einsum("bpd,bp->bd", value_image, position_attention) + tf.einsum(
+        "btd,bt->bd", value_word, word_attention
+    )  # [B, d]
+    return context[:, None, :], word_attention, position_attention  # the same r for every pair
+
+
+_ATTEND = {
+    "none": _attend_none,
+    "word": _attend_word,
+    "pixel": _attend_pixel,
+    "word_pixel_pair": _attend_word_pixel_pair,
+}
