@@ -164,6 +164,9 @@ def paper_config(
             # "default" or "authors" (their skimage resize, uint8 quantisation, `> 0` training
             # masks; cmsa_tf/data/preprocess.py).
             preprocessing="default",
+            # Beyond the paper: training flips that rewrite the words, e.g. ("hflip", "vflip")
+            # (cmsa_tf/data/augment.py).
+            augment=(),
         )
     )
     config.model = model_config(form)
