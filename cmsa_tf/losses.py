@@ -1,7 +1,7 @@
 """Eq. 7: the binary cross-entropy between the predicted map and the ground-truth mask, and
 optional region terms beyond the paper (soft Dice, Lovasz hinge) that target IoU directly.
 
-See docs/design.md, "Training recipe" and "Region losses".
+See docs/design.md, "Training recipe" (its "Region losses" paragraph).
 """
 
 import keras

@@ -5,7 +5,8 @@ A horizontal flip of the image moves the left object to the right, so the words 
 vertical words ("top" <-> "bottom", "above" -> "below", "under" -> "above", ...;
 `VERTICAL_SWAPS`). Each flip is a lookup table over token ids (`flip_table`), so it runs inside
 the `tf.data` parser on the padded `words` (pad id 0 maps to itself). The paper used no
-augmentation; `config.data.augment` (default `()`) enables these (docs/design.md, "Augmentation").
+augmentation; `config.data.augment` (default `()`) enables these (docs/design.md, "Training
+recipe").
 
 A vertical flip is only meaningful where "up" carries no meaning beyond the words (ShapesRef's
 flat shapes); in photographs (RefCOCO) use the horizontal flip alone, and only with a vocabulary
