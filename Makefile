@@ -37,18 +37,28 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+DEMO_TIMING := $(DEMO_WORKDIR)/timing.txt
+# Appends "UNIX_SECONDS STAGE" to the demo's timing file (cmsa_tf.visualize.learning_curve).
+mark = echo "$$(date +%s) $(1)" >> $(DEMO_TIMING)
+
 demo: $(STAMP)
+	@mkdir -p $(DEMO_WORKDIR) && echo "$$(date +%s) start" > $(DEMO_TIMING)
 	$(PY) -m cmsa_tf.data.shapes --output_dir=$(DEMO_DATA)
 	$(PY) -m cmsa_tf.data.build --refer_root=$(DEMO_DATA) --dataset=shapes --split_by=shapes \
 	    --image_root=$(DEMO_DATA)/images --output_dir=$(DEMO_RECORDS)
+	@$(call mark,data + TFRecords)
 	$(PY) -m cmsa_tf.train --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR)
+	@$(call mark,training (with its learning-curve evaluations))
 	$(PY) -m cmsa_tf.evaluate --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR) \
 	    --split=val,testA,testB --crf --num_overlays=6
+	@$(call mark,evaluation (val + testA + testB with and without CRF))
 	$(PY) -m cmsa_tf.export --config=$(DEMO_CONFIG) --workdir=$(DEMO_WORKDIR) \
 	    --export_dir=saved_models/shapes --overwrite
 	$(VENV)/bin/cmsa-predict --model saved_models/shapes \
 	    --image $(DEMO_DATA)/images/shapes_val_000000.jpg --expression "the big blue triangle" \
 	    --output $(DEMO_WORKDIR)/predict/big_blue_triangle.png
+	@$(call mark,export + predict)
+	$(PY) -m cmsa_tf.visualize.learning_curve --workdir=$(DEMO_WORKDIR) --timing=$(DEMO_TIMING)
 	@echo "Overlays: $(DEMO_WORKDIR)/eval/overlays/  Metrics: $(DEMO_WORKDIR)/eval/summary.md"
 	@echo "SavedModel: saved_models/shapes/  TensorBoard: tensorboard --logdir $(DEMO_WORKDIR)"
 

@@ -85,6 +85,9 @@ def model_config(form: str = "paper") -> ml_collections.ConfigDict:
     model.attention.variant = "cmsa"
     # Table 3 (top): "words" (CMSA-W, the paper) or "sentence" (CMSA-S, an LSTM sentence vector).
     model.word_representation = "words"
+    # Beyond the paper: "none" (the bag of words), "bilstm" or "positions" give each word its
+    # context before Eq. 1 (cmsa_tf/layers/contextual_words.py).
+    model.word_context = "none"
     model.fusion_channels = 500
     # Table 3 (bottom): "gated" (Eq. 5, the paper), "single" (the first level only, res5; see the
     # module docstring), "ppm", "deconv", "convlstm" or "self_gated".
@@ -113,6 +116,10 @@ def train_config() -> ml_collections.ConfigDict:
             adam_epsilon=ml_collections.config_dict.placeholder(float),
             # "sum" over pixels, mean over the batch (the authors), or "mean" over everything.
             loss_reduction="sum",
+            # Beyond the paper: "none" (Eq. 7 alone), "dice" or "lovasz" added to Eq. 7 with
+            # region_loss_weight (cmsa_tf/losses.py).
+            region_loss="none",
+            region_loss_weight=1.0,
             # "" (float32), "bfloat16" or "float16" (with loss scaling): for GPUs.
             mixed_precision="",
             checkpoint_every=5000,
@@ -157,6 +164,9 @@ def paper_config(
             # "default" or "authors" (their skimage resize, uint8 quantisation, `> 0` training
             # masks; cmsa_tf/data/preprocess.py).
             preprocessing="default",
+            # Beyond the paper: training flips that rewrite the words, e.g. ("hflip", "vflip")
+            # (cmsa_tf/data/augment.py).
+            augment=(),
         )
     )
     config.model = model_config(form)

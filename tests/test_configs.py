@@ -113,3 +113,15 @@ def test_authors_argument_is_the_official_form_plus_the_authors_model(name, load
         assert config.model.backbone.padding is None
     assert configs.attention_form("authors") == "official"
     assert configs.parse_config_arg(" authors ") == "authors"
+
+
+def test_shapes_long_schedule_and_arguments(load):
+    demo, long = load("shapes"), load("shapes", "long")
+    assert demo.model.to_dict() == long.model.to_dict()  # the same model, the paper form
+    assert (long.data.image_size, long.train.steps) == (160, 6000)
+    assert long.data.augment == ("hflip", "vflip") and demo.data.augment == ()
+    assert demo.train.region_loss == long.train.region_loss == "dice"
+    assert demo.train.eval_every > 0  # the demo prints its learning curve
+    assert load("shapes", "official").model.attention.form == "official"
+    with pytest.raises(ValueError, match=r"configs/shapes.py; expected one of .*'long'"):
+        load("shapes", "longer")

@@ -6,9 +6,9 @@ turns those into model inputs with the preprocessing of `cmsa_tf.data.preprocess
 assemble the `tf.data` pipeline over TFRecord files or one split of a manifest
 (`cmsa_tf.data.manifest`).
 
-No training augmentation: the authors used none, and a random horizontal flip would be wrong here
-because expressions say "left" / "right" (flipping the image without rewriting the words changes
-which object is referred to).
+No training augmentation by default: the authors used none, and a plain horizontal flip would be
+wrong here because expressions say "left" / "right". `cmsa_tf.data.augment` has flips that
+rewrite the words to match (`config.data.augment`), applied last in the `Parser`.
 
 Output element of `make_dataset` (a dict; batched along a leading axis):
 
@@ -181,6 +181,8 @@ class Parser:
             evaluation at the original resolution.
         preprocessing: "default" or "authors" (`preprocess.PREPROCESSING`: the authors' resize,
             uint8 quantisation and `> 0` masks).
+        augment: a function applied last to the parsed example, e.g. `augment.Augmenter`
+            (flips that rewrite the words; training only). None: none.
 
     Training and evaluation parse alike: the authors used no augmentation (and a horizontal flip
     would contradict "left" / "right" in the expressions).
@@ -201,6 +203,7 @@ class Parser:
         max_words: int = DEFAULT_MAX_WORDS,
         include_original: bool = False,
         preprocessing: str = "default",
+        augment: Callable[[dict], dict] | None = None,
     ):
         preprocess.check_size(image_size)
         _check_max_words(max_words)
@@ -209,6 +212,7 @@ class Parser:
         self.max_words = max_words
         self.include_original = include_original
         self.preprocessing = preprocessing
+        self.augment = augment
 
     def __call__(self, decoded: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         size, preprocessing = self.image_size, self.preprocessing
@@ -229,6 +233,8 @@ class Parser:
             outputs["orig_mask_png"] = decoded["mask_png"]
             for key in ("expression", "image_id", "ref_id", "ann_id", "sentence_id"):
                 outputs[key] = decoded[key]
+        if self.augment is not None:
+            outputs = self.augment(outputs)
         return outputs
 
     def parse_fn(self) -> Callable[[dict], dict]:
@@ -273,6 +279,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     skip_corrupt: bool = False,
     preprocessing: str = "default",
+    augment: Callable[[dict], dict] | None = None,
 ) -> tf.data.Dataset:
     """TFRecords -> batched dicts of model inputs (see the module docstring for the keys).
 
@@ -301,6 +308,7 @@ def make_dataset(
             each, by `tf.data`'s `ignore_errors`) instead of raising. Off by default: a corrupt
             record stops the iteration with `tf.errors.InvalidArgumentError` naming it.
         preprocessing: "default" or "authors", as `Parser`.
+        augment: as `Parser` (`cmsa_tf.data.augment`); training datasets only.
 
     Returns:
         A `tf.data.Dataset` of dicts.
@@ -330,6 +338,7 @@ def make_dataset(
         max_words=max_words,
         include_original=include_original,
         preprocessing=preprocessing,
+        augment=augment if training else None,
     )
     files = _list_files(file_pattern_or_files)
     ordered = deterministic or not training

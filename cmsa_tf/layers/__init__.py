@@ -1,6 +1,7 @@
 """The paper's equations as Keras layers, then the ablation variants of Tables 2 and 3.
 
-Eq. 1 (`SpatialCoordinates`, `MultimodalFeatures`), the word representation (`BagOfWords`),
+Eq. 1 (`SpatialCoordinates`, `MultimodalFeatures`), the word representation (`BagOfWords`; beyond
+the paper, `ContextualWords` gives the words their order),
 Eq. 2-4 (`CrossModalSelfAttention`), Eq. 5 (`GatedMultiLevelFusion`); the ablations are in
 `cmsa_tf.layers.ablations` (docs/design.md, "Where each equation lives").
 """
@@ -10,6 +11,7 @@ Eq. 2-4 (`CrossModalSelfAttention`), Eq. 5 (`GatedMultiLevelFusion`); the ablati
 from cmsa_tf.layers.spatial_coordinates import SpatialCoordinates, spatial_coordinates
 from cmsa_tf.layers.multimodal_features import MultimodalFeatures
 from cmsa_tf.layers.bag_of_words import BagOfWords
+from cmsa_tf.layers.contextual_words import ContextualWords
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
 
@@ -29,6 +31,7 @@ __all__ = [
     "spatial_coordinates",
     "MultimodalFeatures",
     "BagOfWords",
+    "ContextualWords",
     "CrossModalSelfAttention",
     "GatedMultiLevelFusion",
     "AblatedCrossModalAttention",

@@ -69,6 +69,9 @@ class CMSASegmenter(keras.Model):
         upsampling: how the score map is resized to the input: `"half_pixel"` (bilinear with
             half-pixel centres) or `"tf1"` (TF1 `resize_bilinear`, align_corners=False and
             half_pixel_centers=False, source pixel = i / stride: the authors' code).
+        word_context: beyond the paper: `"none"` (the paper's bag of words), `"bilstm"` or
+            `"positions"` (`ContextualWords`: word order added to each word before Eq. 1; with
+            `word_representation="words"` only).
 
     The backbone is made in the constructor (a functional model whose pretrained weights load
     there); the other layers are made and built in `build`, in the order of `call`, which fixes
@@ -109,6 +112,7 @@ class CMSASegmenter(keras.Model):
         word_representation: str = "words",
         fusion: str = "gated",
         upsampling: str = "half_pixel",
+        word_context: str = "none",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,6 +120,7 @@ class CMSASegmenter(keras.Model):
             raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}.")
         components.check_attention(attention_variant, attention_form)
         components.check_word_representation(word_representation)
+        components.check_word_context(word_context, word_representation)
         levels, key_dims, reduce_dims = components.check_levels(levels, key_dims, reduce_dims)
         components.check_fusion(fusion, len(levels))
         if vocab_size is None or int(vocab_size) < 2:
@@ -145,6 +150,7 @@ class CMSASegmenter(keras.Model):
         self.word_representation = word_representation
         self.fusion = fusion
         self.upsampling = upsampling
+        self.word_context = word_context
 
         self.backbone = AtrousResNet(
             depth=backbone_depth,
@@ -178,7 +184,7 @@ class CMSASegmenter(keras.Model):
         self.word_embedding.build(words_shape)
         embeddings_shape = (*words_shape, self.embedding_dim)
         self.word_encoder = components.build_word_encoder(
-            self.word_representation, self.embedding_dim
+            self.word_representation, self.embedding_dim, self.word_context
         )
         self.word_encoder.build(embeddings_shape, words_shape)
         level_words_shape, level_mask_shape, _ = self.word_encoder.compute_output_shape(
@@ -378,6 +384,7 @@ class CMSASegmenter(keras.Model):
             word_representation=self.word_representation,
             fusion=self.fusion,
             upsampling=self.upsampling,
+            word_context=self.word_context,
         )
         return config
 
@@ -436,6 +443,7 @@ def build_model(
         word_representation=model_config.get("word_representation", "words"),
         fusion=fusion,
         upsampling=model_config.get("upsampling", "half_pixel"),
+        word_context=model_config.get("word_context", "none"),
         name="cmsa",
     )
     if image_size is not None and max_words is not None:

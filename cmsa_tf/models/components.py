@@ -15,6 +15,7 @@ from cmsa_tf.layers.ablations import (
     SingleLevel,
 )
 from cmsa_tf.layers.bag_of_words import BagOfWords
+from cmsa_tf.layers.contextual_words import WORD_CONTEXTS, ContextualWords
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
 
@@ -102,15 +103,31 @@ def check_word_representation(word_representation):
     _check_choice("word_representation", word_representation, WORD_REPRESENTATIONS)
 
 
-def build_word_encoder(word_representation: str, embedding_dim: int):
-    """The word encoder: `BagOfWords` for "words" (CMSA-W), `SentenceEncoder` for "sentence".
+def check_word_context(word_context, word_representation="words"):
+    """Checks `word_context` against `WORD_CONTEXTS` (beyond the paper: "none" is the paper's bag
+    of words); a context needs `word_representation="words"` (the sentence LSTM has order)."""
+    _check_choice("word_context", word_context, WORD_CONTEXTS)
+    if word_context != "none" and word_representation != "words":
+        raise ValueError(
+            f"word_context={word_context!r} gives the words of word_representation='words' their "
+            f"context; it does not apply to word_representation={word_representation!r}. Use "
+            "word_context='none'."
+        )
 
-    Both map `(embeddings [B, T, Cl], word_mask [B, T])` to `(level_words, level_mask,
-    word_share)` (docs/design.md, "Word representations").
+
+def build_word_encoder(word_representation: str, embedding_dim: int, word_context: str = "none"):
+    """The word encoder: `BagOfWords` for "words" (CMSA-W), `SentenceEncoder` for "sentence";
+    with a `word_context` ("bilstm" or "positions", beyond the paper) `ContextualWords`.
+
+    All map `(embeddings [B, T, Cl], word_mask [B, T])` to `(level_words, level_mask,
+    word_share)` (docs/design.md, "Word representations" and "Word context").
     """
     check_word_representation(word_representation)
+    check_word_context(word_context, word_representation)
     if word_representation == "sentence":
         return SentenceEncoder(embedding_dim, name="sentence_encoder")
+    if word_context != "none":
+        return ContextualWords(word_context, embedding_dim, name="contextual_words")
     return BagOfWords(name="bag_of_words")
 
 

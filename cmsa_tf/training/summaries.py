@@ -13,6 +13,7 @@ from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.data.image_io import decode_rgb
 from cmsa_tf.data.preprocess import resize_and_pad_info
 from cmsa_tf.evaluation.evaluator import iterate_predictions
+from cmsa_tf.visualize import learning_curve
 
 
 def padded_window(height: int, width: int, image_size: int) -> tuple[int, int, int, int, int]:
@@ -106,6 +107,8 @@ class TrainingEvaluator:
         self.split = config.data.eval_splits[0]
         self.files = manifest.split_files(config.data.tfrecord_dir, self.split)
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+        # The learning curve as JSON lines (cmsa_tf.visualize.learning_curve).
+        self.curve_path = learning_curve.curve_path(workdir)
         self.vocabulary = vocabulary
         if self.vocabulary is None:
             # In the format of config.data.tokenizer (the authors' files have empty lines).
@@ -156,6 +159,7 @@ class TrainingEvaluator:
                     pixels = visualize.figure_to_array(figure)
                     tf.summary.image(f"{name}/{index}", pixels[None], step=step)
         self.writer.flush()
+        learning_curve.append_point(self.curve_path, step, self.split, result)
         logging.info(
             "step %d %s: overall IoU %.4f, mean IoU %.4f",
             step,

@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl import logging
 
 from cmsa_tf import losses, optimization
-from cmsa_tf.data import manifest, pipeline
+from cmsa_tf.data import augment, manifest, pipeline
 from cmsa_tf.models.cmsa_segmenter import build_model
 from cmsa_tf.models.restore import checkpoint_dir
 from cmsa_tf.training.precision import set_precision
@@ -131,6 +131,7 @@ class Trainer:
                 deterministic=data.get("deterministic", False),
                 input_context=input_context,
                 preprocessing=data.get("preprocessing", "default"),
+                augment=augment.from_config(data, seed=self.config.train.seed),
             )
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -141,7 +142,13 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.model({"image": batch["image"], "words": batch["words"]}, training=True)
-            per_example = losses.sigmoid_cross_entropy(batch["mask"], logits, train.loss_reduction)
+            per_example = losses.segmentation_loss(
+                batch["mask"],
+                logits,
+                train.loss_reduction,
+                region_loss=train.get("region_loss", "none"),
+                region_weight=train.get("region_loss_weight", 1.0),
+            )
             data_loss = tf.reduce_sum(per_example) / self.global_batch
             recipe = train.get("recipe", "default")
             penalty = optimization.l2_penalty(variables, train.weight_decay, recipe)

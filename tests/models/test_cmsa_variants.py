@@ -48,6 +48,8 @@ VARIANTS = {
     "fusion_deconv": dict(fusion="deconv"),
     "fusion_convlstm": dict(fusion="convlstm"),
     "fusion_self_gated": dict(fusion="self_gated"),
+    "context_bilstm": dict(word_context="bilstm"),
+    "context_positions": dict(word_context="positions"),
 }
 
 
@@ -207,6 +209,24 @@ def test_sentence_encoder_reads_only_the_real_words():
     np.testing.assert_allclose(attention[1], np.full((3, 5), 1 / 5), rtol=1e-6)
 
 
+@pytest.mark.parametrize("context", ["bilstm", "positions"])
+def test_word_context_makes_order_matter_and_ignores_padding(context):
+    words = ((3, 4, 5, 6, 0, 0), (6, 5, 4, 3, 0, 0))  # the same bag, reversed
+    inputs = _inputs(words)
+    inputs["image"] = np.repeat(inputs["image"][:1], 2, axis=0)  # one image, two expressions
+    bag = CMSASegmenter(**TINY)
+    logits = np.asarray(bag(inputs))
+    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-5)  # order-blind
+    model = CMSASegmenter(**dict(TINY, word_context=context))
+    logits = np.asarray(model(inputs))
+    assert np.abs(logits[0] - logits[1]).max() > 1e-4  # order matters
+    # Padding: more of it, or padding between the words, changes nothing.
+    padded = dict(inputs, words=np.pad(inputs["words"], [[0, 0], [0, 5]]))
+    np.testing.assert_allclose(model(padded), logits, rtol=1e-5, atol=1e-5)
+    interleaved = dict(inputs, words=np.array([[3, 0, 4, 5, 0, 6], [6, 5, 0, 0, 4, 3]], "int32"))
+    np.testing.assert_allclose(model(interleaved), logits, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_variant_arguments():
     with pytest.raises(ValueError, match="attention_variant must be one of"):
         CMSASegmenter(**dict(TINY, attention_variant="words"))
@@ -214,6 +234,10 @@ def test_bad_variant_arguments():
         CMSASegmenter(**dict(TINY, word_representation="lstm"))
     with pytest.raises(ValueError, match="fusion must be one of"):
         CMSASegmenter(**dict(TINY, fusion="aspp"))
+    with pytest.raises(ValueError, match="word_context must be one of"):
+        CMSASegmenter(**dict(TINY, word_context="transformer"))
+    with pytest.raises(ValueError, match="does not apply to word_representation='sentence'"):
+        CMSASegmenter(**dict(TINY, word_context="bilstm", word_representation="sentence"))
     with pytest.raises(ValueError, match="ablation of the paper form"):
         CMSASegmenter(**dict(OFFICIAL, attention_variant="pixel"))
     with pytest.raises(ValueError, match="fusion='ppm' fuses three levels"):

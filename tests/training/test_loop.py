@@ -15,6 +15,7 @@ from cmsa_tf.training import (
     train_and_evaluate,
 )
 from cmsa_tf.training import trainer as trainer_lib
+from cmsa_tf.visualize import learning_curve
 from tests.training.helpers import checkpoint_steps, event_tags
 
 
@@ -37,6 +38,20 @@ def test_end_to_end_writes_checkpoints_and_summaries(tmp_path, tiny_shapes_tfrec
     eval_tags = event_tags(os.path.join(workdir, "eval"))
     assert {"val/overall_iou", "val/mean_iou", "val/prec@0.5", "val/prec@0.9"} <= eval_tags
     assert {"predictions/0", "predictions/1", "word_attention/0", "heat_map/1"} <= eval_tags
+    # The learning curve `make demo` prints: one point per evaluation.
+    points = learning_curve.read_curve(learning_curve.curve_path(workdir))
+    assert [(p["step"], p["split"], p["count"]) for p in points] == [(4, "val", 8)]
+    assert 0.0 <= points[0]["overall_iou"] <= 1.0
+
+
+@pytest.mark.slow
+def test_trains_with_a_region_loss_and_flips(tmp_path, tiny_shapes_tfrecords, tiny_config):
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.train.steps = 2
+    config.train.region_loss = "lovasz"
+    config.data.augment = ("hflip", "vflip")
+    result = train_and_evaluate(config, str(tmp_path / "run"), progress=False)
+    assert result["step"] == 2 and np.isfinite(result["loss"])
 
 
 @pytest.mark.slow

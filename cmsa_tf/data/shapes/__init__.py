@@ -35,7 +35,9 @@ spatial part is needed.
 Files written (a REFER root; images under `<output_dir>/images`):
 
     <output_dir>/images/shapes_<split>_<index>.jpg
-    <output_dir>/shapes/instances.json     COCO format, exact RLE masks of the visible pixels
+    <output_dir>/shapes/instances.json     COCO format, exact RLE masks of the visible pixels,
+                                           each `segmentation` a list of one RLE dict (the
+                                           stock REFER toolkit's `getMask` layout)
     <output_dir>/shapes/refs(shapes).p     pickle protocol 2, plain dicts / lists / str / int
     <output_dir>/shapes/scenes.json        objects (shape, colour, size, centre) and expression
                                            specs, for inspection and tests

@@ -1,4 +1,12 @@
-"""`generate_shapes_ref`: renders the splits (in worker processes) and writes the REFER files."""
+"""`generate_shapes_ref`: renders the splits (in worker processes) and writes the REFER files.
+
+The layout is the stock REFER toolkit's (`refer.py` of lichengunc/refer): `<root>/shapes/
+instances.json` (COCO `images`, `annotations`, `categories`) and `<root>/shapes/refs(shapes).p`
+(a protocol-2 pickle of the refs). Each annotation's `segmentation` is a list holding one
+compressed RLE dict (`[{"size": [H, W], "counts": "..."}]`): the toolkit's `REFER.getMask` indexes
+`segmentation[0]` and hands the list to pycocotools, which unions its parts. (pycocotools'
+`COCO.annToMask` reads a list as polygons: give it the part, `segmentation[0]`.)
+"""
 
 import json
 import multiprocessing
@@ -183,7 +191,8 @@ def generate_shapes_ref(
                     "id": ann_id,
                     "image_id": image_id,
                     "category_id": CATEGORY_IDS[obj["shape"]],
-                    "segmentation": obj["rle"],
+                    # A list of parts, as the REFER toolkit's `getMask` and COCO expect.
+                    "segmentation": [obj["rle"]],
                     "area": obj["area"],
                     "bbox": obj["bbox"],
                     "iscrowd": 0,

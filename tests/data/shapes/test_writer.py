@@ -34,6 +34,26 @@ def ref_root(tmp_path_factory):
     return root, summary
 
 
+def _get_mask(ann, image):
+    """The stock REFER toolkit's `REFER.getMask` (lichengunc/refer), step by step: polygons if
+    `segmentation[0]` is a list, else the list of RLE dicts as it is; pycocotools decodes the
+    parts into [H, W, N] and their sum is the mask."""
+    segmentation = ann["segmentation"]
+    if isinstance(segmentation[0], list):  # polygons
+        rle = mask_utils.frPyObjects(segmentation, image["height"], image["width"])
+    else:
+        rle = segmentation
+    mask = np.sum(mask_utils.decode(rle), axis=2).astype(np.uint8)
+    assert sum(mask_utils.area(rle)) == ann["area"]
+    return mask
+
+
+def _masks(instances):
+    """ann_id -> the toolkit's mask of every annotation."""
+    images = {im["id"]: im for im in instances["images"]}
+    return {a["id"]: _get_mask(a, images[a["image_id"]]) for a in instances["annotations"]}
+
+
 def _load(root):
     with open(os.path.join(root, "shapes", "instances.json")) as f:
         instances = json.load(f)
@@ -261,7 +281,7 @@ def test_masks_are_the_visible_pixels(ref_root):
         assert pixels.shape == (image["height"], image["width"], 3) == (IMAGE_SIZE, IMAGE_SIZE, 3)
         union = np.zeros(pixels.shape[:2], np.int32)
         for ann in by_image[image["id"]]:
-            mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+            mask = _get_mask(ann, image).astype(bool)
             assert mask.any() and ann["area"] == mask.sum() and ann["iscrowd"] == 0
             ys, xs = np.nonzero(mask)
             assert ann["bbox"] == [
@@ -363,8 +383,10 @@ def test_coco_api_reads_the_masks(ref_root):
     root, _ = ref_root
     coco = COCO(os.path.join(root, "shapes", "instances.json"))
     ann = coco.loadAnns(coco.getAnnIds())[7]
-    expected = mask_utils.decode(ann["segmentation"])
-    np.testing.assert_array_equal(coco.annToMask(ann), expected)
+    expected = _get_mask(ann, coco.loadImgs(ann["image_id"])[0])
+    # COCO's annToMask takes a list for polygons, so it reads the one RLE part of the list.
+    (part,) = ann["segmentation"]
+    np.testing.assert_array_equal(coco.annToMask(dict(ann, segmentation=part)), expected)
 
 
 def _tree_bytes(root):
@@ -408,17 +430,64 @@ def test_refer_reader_loads_shapes_ref(ref_root):
     data = refer.ReferDataset(root, "shapes", "shapes")
     assert data.splits == ("train", "val", "testA", "testB")
     instances, _, _ = _load(root)
-    segmentations = {a["id"]: a["segmentation"] for a in instances["annotations"]}
+    masks = _masks(instances)
     for split in shapes.SPLITS:
         pairs = list(data.sentences(split))
         assert len(pairs) == summary["splits"][split]["expressions"]
         for ref, sentence in pairs[:25]:
             mask = data.mask(ref)
-            np.testing.assert_array_equal(mask, mask_utils.decode(segmentations[ref.ann_id]))
+            np.testing.assert_array_equal(mask, masks[ref.ann_id])
             info = data.image_info(ref.image_id)
             assert os.path.isfile(os.path.join(root, "images", info.file_name))
             assert sentence.text() == " ".join(sentence.tokens)
             assert data.categories[ref.category_id] in shapes.SHAPES
+
+
+def test_segmentations_are_in_the_stock_refer_layout(ref_root):
+    from cmsa_tf.data import refer
+
+    root, _ = ref_root
+    instances, refs, _ = _load(root)
+    images = {im["id"]: im for im in instances["images"]}
+    for ann in instances["annotations"]:
+        segmentation = ann["segmentation"]
+        assert isinstance(segmentation, list) and len(segmentation) == 1
+        (rle,) = segmentation
+        assert set(rle) == {"size", "counts"} and isinstance(rle["counts"], str)
+        image = images[ann["image_id"]]
+        assert rle["size"] == [image["height"], image["width"]]
+    # Every ref: the toolkit's getMask equals our reader's mask.
+    masks = _masks(instances)
+    data = refer.ReferDataset(root, "shapes", "shapes")
+    assert len(data.refs) == len(refs)
+    for ref in data.refs:
+        np.testing.assert_array_equal(data.mask(ref), masks[ref.ann_id])
+        assert masks[ref.ann_id].dtype == np.uint8 and masks[ref.ann_id].max() == 1
+
+
+def test_bare_rle_dicts_of_earlier_versions_still_read(tmp_path):
+    from cmsa_tf.data import refer
+
+    root = str(tmp_path / "old")
+    shapes.generate_shapes_ref(
+        root,
+        num_train_images=3,
+        num_val_images=1,
+        num_test_images=1,
+        image_size=48,
+        num_workers=1,
+        progress=False,
+    )
+    instances, _, _ = _load(root)
+    expected = _masks(instances)
+    for ann in instances["annotations"]:
+        ann["segmentation"] = ann["segmentation"][0]  # the layout before the list
+    with open(os.path.join(root, "shapes", "instances.json"), "w") as f:
+        json.dump(instances, f)
+    data = refer.ReferDataset(root, "shapes", "shapes")
+    assert data.refs
+    for ref in data.refs:
+        np.testing.assert_array_equal(data.mask(ref), expected[ref.ann_id])
 
 
 def test_builder_writes_shapes_ref_tfrecords(tmp_path):
@@ -449,7 +518,7 @@ def test_builder_writes_shapes_ref_tfrecords(tmp_path):
         progress=False,
     )
     instances, refs, _ = _load(root)
-    masks = {a["id"]: mask_utils.decode(a["segmentation"]) for a in instances["annotations"]}
+    masks = _masks(instances)  # as the stock REFER toolkit reads them
     sentences = {s["sent_id"]: (s["sent"], r) for r in refs for s in r["sentences"]}
     for split in shapes.SPLITS:
         files = [os.path.join(out, f) for f in manifest["splits"][split]["files"]]
@@ -467,7 +536,8 @@ def test_builder_writes_shapes_ref_tfrecords(tmp_path):
 
 
 # sha256sum lines of every file of a tiny ShapesRef, recorded with the generator before it was
-# split into the cmsa_tf/data/shapes package: the output must stay byte-identical.
+# split into the cmsa_tf/data/shapes package: the output must stay byte-identical (instances.json
+# once its segmentations are unwrapped from their one-element lists).
 GOLDEN_SHA256 = dict(
     reversed(line.split("  "))
     for line in """
@@ -499,5 +569,14 @@ def test_output_is_byte_identical_to_the_recorded_generation(tmp_path):
         num_workers=1,
         progress=False,
     )
-    got = {name: hashlib.sha256(data).hexdigest() for name, data in _tree_bytes(root).items()}
+    files = _tree_bytes(root)
+    # instances.json now wraps each segmentation in a list (the stock REFER layout); unwrapped,
+    # its bytes are the recorded ones, so the list is the only change.
+    instances = json.loads(files["shapes/instances.json"])
+    for ann in instances["annotations"]:
+        (ann["segmentation"],) = ann["segmentation"]
+    files["shapes/instances.json"] = json.dumps(
+        instances, sort_keys=True, separators=(",", ":")
+    ).encode("utf-8")
+    got = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     assert got == GOLDEN_SHA256
