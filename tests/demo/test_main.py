@@ -31,6 +31,7 @@ def test_help_lists_the_flags(capsys):
 
 
 def _dry_run(target):
+    import os
     import shutil
     import subprocess
 
@@ -38,8 +39,15 @@ def _dry_run(target):
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Not as a sub-make of `make test` (whose MAKEFLAGS would add "Entering directory" lines).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", target], cwd=helpers.REPO, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", target],
+        cwd=helpers.REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return result.stdout.strip().splitlines()
 
