@@ -11,7 +11,7 @@ DEMO_RECORDS := data/tfrecords/shapes
 DEMO_WORKDIR := workdir/shapes
 DEMO_CONFIG := configs/shapes.py
 
-.PHONY: test test-fast lint format demo install clean
+.PHONY: test test-fast lint format demo demo-app install clean
 
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ demo: $(STAMP)
 	$(PY) -m cmsa_tf.visualize.learning_curve --workdir=$(DEMO_WORKDIR) --timing=$(DEMO_TIMING)
 	@echo "Overlays: $(DEMO_WORKDIR)/eval/overlays/  Metrics: $(DEMO_WORKDIR)/eval/summary.md"
 	@echo "SavedModel: saved_models/shapes/  TensorBoard: tensorboard --logdir $(DEMO_WORKDIR)"
+	@echo "Web demo: make demo-app  (runs: $(VENV)/bin/cmsa-demo --model saved_models/shapes; open http://127.0.0.1:7860)"
+
+# make demo-app: the web demo (Gradio) on the export of `make demo`; DEMO_APP_FLAGS adds flags.
+demo-app: $(STAMP)
+	$(VENV)/bin/cmsa-demo --model saved_models/shapes $(DEMO_APP_FLAGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

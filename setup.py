@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "matplotlib",
     "tqdm",
 ]
+DEMO_REQUIRES = ["gradio>=5", "gradio_client"]
 
 setuptools.setup(
     name="cmsa_tf",
@@ -27,7 +28,18 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["cmsa_tf", "cmsa_tf.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-timeout", "ruff"]},
-    entry_points={"console_scripts": ["cmsa-predict = cmsa_tf.predict:run"]},
+    extras_require={
+        # cmsa-demo, the web page over an export (Gradio, as this field's demos).
+        "demo": DEMO_REQUIRES,
+        # The browser tests drive Debian's chromium package through Playwright (no downloaded
+        # browsers); .ci/run installs chromium with apt-get.
+        "test": ["pytest", "pytest-timeout", "ruff", *DEMO_REQUIRES, "playwright"],
+    },
+    entry_points={
+        "console_scripts": [
+            "cmsa-predict = cmsa_tf.predict:run",
+            "cmsa-demo = cmsa_tf.demo.__main__:run",
+        ]
+    },
     license="Apache-2.0",
 )

@@ -38,8 +38,9 @@ import os
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 from absl import flags
 
 DEFAULT_OUTPUT_DIR = "cmsa_predictions"
@@ -174,7 +175,7 @@ def find_version_dir(model: str | os.PathLike, version: int | None = None) -> st
     return os.path.join(model, str(versions[-1]))
 
 
-def error_message(error: BaseException) -> str:
+def error_message(error: BaseException | str) -> str:
     """The useful line(s) of a TensorFlow runtime error (the assertion text when there is one)."""
     text = getattr(error, "message", None) or str(error)
     match = _ASSERT_RE.search(text)
@@ -263,8 +264,60 @@ def _collect_items(images, expressions, outputs, jsonl, output_dir):
     return items
 
 
+def refusal_message(error: BaseException | str) -> str:
+    """The export's refusal of a request (a TF error, or TF Serving's `"error"` text) as a
+    sentence about "the image" and "the expression" (all examples of a request share them here)."""
+    message = error_message(error)
+    message = re.sub(r"image_bytes\[\d+\] ", "the image ", message)
+    return re.sub(r"expression\[\d+\] ", "the expression ", message)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def split_outputs(outputs: Mapping) -> list[dict]:
+    """One dict per example of a `serving_default` answer, cropped to each image's own size.
+
+    The one reading of the signature's outputs (docs/serving.md, "Response"), shared by
+    `SavedModelPredictor` and the web demo's TF Serving client.
+
+    Args:
+        outputs: the signature's outputs as arrays with the batch axis first (string outputs as
+            bytes or str).
+
+    Returns:
+        a list of dicts with `probabilities` float32 [H, W], `mask` uint8 [H, W] (0 / 1),
+        `word_attention` [levels, T], `words` int32 [T], `tokens` (list of str, the real words);
+        from exports that have them also `fused_scores` [h, w], `level_scores` [levels, h, w],
+        `window` (5 ints) and `level_names` (list of str).
+    """
+    arrays = {key: np.asarray(value) for key, value in outputs.items()}
+    items = []
+    for i in range(len(arrays["height"])):
+        height, width = int(arrays["height"][i]), int(arrays["width"][i])
+        words = arrays["words"][i].astype(np.int32)
+        tokens = [_text(token) for token in arrays["tokens"][i]]
+        item = {
+            "probabilities": arrays["probabilities"][i, :height, :width].astype(np.float32),
+            "mask": arrays["mask"][i, :height, :width].astype(np.uint8),
+            "word_attention": arrays["word_attention"][i].astype(np.float32),
+            "words": words,
+            "tokens": [token for token, word in zip(tokens, words) if word != 0],
+        }
+        for key in ("fused_scores", "level_scores"):
+            if key in arrays:
+                item[key] = arrays[key][i].astype(np.float32)
+        if "window" in arrays:
+            item["window"] = tuple(int(v) for v in arrays["window"][i])
+        if "level_names" in arrays:
+            item["level_names"] = [_text(name) for name in arrays["level_names"][i]]
+        items.append(item)
+    return items
+
+
 class SavedModelPredictor:
-    """A loaded export's `serving_default`, run one item at a time.
+    """A loaded export's `serving_default`, run one item (or one image's expressions) at a time.
 
     Args:
         version_dir: a SavedModel directory written by `cmsa_tf.export`.
@@ -296,38 +349,37 @@ class SavedModelPredictor:
         """Runs the export on one item.
 
         Returns:
-            dict with `probabilities` float32 [H, W], `mask` uint8 [H, W] (0 / 1),
-            `word_attention` [levels, T], `words` int32 [T], `tokens` list of str (real words).
+            the dict of `split_outputs` for the item.
 
         Raises:
             ItemError: the export refused the input.
         """
+        return self.predict_batch([image_bytes], [expression])[0]
+
+    def predict_batch(
+        self, image_bytes: Sequence[bytes], expressions: Sequence[bytes | str]
+    ) -> list[dict]:
+        """Runs the export on a batch in one call (e.g. one image with several expressions).
+
+        Returns:
+            the dicts of `split_outputs`, one per example.
+
+        Raises:
+            ItemError: the export refused the request.
+        """
         tf = self._tf
         try:
             outputs = self.serve(
-                image_bytes=tf.constant([image_bytes], tf.string),
-                expression=tf.constant([expression], tf.string),
+                image_bytes=tf.constant(list(image_bytes), tf.string),
+                expression=tf.constant(list(expressions), tf.string),
             )
         except tf.errors.InvalidArgumentError as error:
-            message = error_message(error).replace("image_bytes[0] ", "the image ")
-            raise ItemError(message.replace("expression[0] ", "the expression ")) from None
-        height = int(outputs["height"][0])
-        width = int(outputs["width"][0])
-        words = outputs["words"].numpy()[0]
-        tokens = [t.decode("utf-8", "replace") for t in outputs["tokens"].numpy()[0]]
-        return {
-            "probabilities": outputs["probabilities"].numpy()[0, :height, :width],
-            "mask": outputs["mask"].numpy()[0, :height, :width],
-            "word_attention": outputs["word_attention"].numpy()[0],
-            "words": words,
-            "tokens": [token for token, word in zip(tokens, words) if word != 0],
-        }
+            raise ItemError(refusal_message(error)) from None
+        return split_outputs({key: value.numpy() for key, value in outputs.items()})
 
 
 def _process(predictor, item, crf, alpha):
     """Runs one item and writes its PNGs; returns a one-line summary."""
-    import numpy as np
-
     from cmsa_tf import visualize
     from cmsa_tf.data import image_io
 

@@ -24,6 +24,15 @@ signatures; decoding and preprocessing run inside the graph):
   [B]; `word_attention` float32 [B, levels, T] (Fig. 4; rows in `level_names` order); `words` int32
   [B, T] (the ids the model saw, 0 = padding) and `tokens` string [B, T] (the text tokens behind
   them, "" on padding; out-of-vocabulary tokens keep their text while `words` holds `<unk>`).
+  For the Fig. 5 heat maps (`visualize.heat_map`), at the model's feature resolution h x w
+  (S / 8): `fused_scores` float32 [B, h, w] is the score convolution (Eq. 6) without its bias on
+  the fused map Y (the logits before the bias and the upsampling; the "weighted" heat map);
+  `level_scores` float32 [B, levels, h, w] is the same convolution on each level's map entering
+  Eq. 5 (rows in `level_names` order): where each level alone points. `window` int32 [B, 5] is
+  (S, pad_top, pad_left, resized_height, resized_width), where each image lies in the model's
+  padded S x S input (`visualize.heat_map`'s `window`); `level_names` string [B, levels] names the
+  rows of `word_attention` and `level_scores` (the same for every row, for clients that only see
+  the signature, e.g. through TF Serving).
 
 `predict_preprocessed`
   inputs:  `image` float32 [B, S, S, 3] (BGR, mean subtracted, as `preprocess.preprocess_image`),
@@ -72,6 +81,10 @@ SERVING_OUTPUTS = (
     "word_attention",
     "words",
     "tokens",
+    "fused_scores",
+    "level_scores",
+    "window",
+    "level_names",
 )
 PREPROCESSED_OUTPUTS = ("logits", "probabilities", "word_attention")
 
@@ -198,6 +211,10 @@ class CMSAExportModule(tf.Module):
         )
         # The model's weights as plain tf.Variables (Keras wraps them), for the SavedModel to save.
         self.model_variables = [_tf_variable(v) for v in model.variables]
+        score = getattr(model, "score", None)
+        if score is None or getattr(score, "kernel", None) is None:
+            raise ValueError("model must have a built `score` convolution (Eq. 6).")
+        self._score_kernel = _tf_variable(score.kernel)  # [k, k, C, 1], one of model_variables
 
     def signatures(self) -> dict:
         """The `signatures` argument of `tf.saved_model.save`."""
@@ -208,7 +225,20 @@ class CMSAExportModule(tf.Module):
     def _run_model(self, image, words):
         outputs = self._call_model({"image": image, "words": words})
         logits = outputs["logits"][..., 0]  # [B, S, S, 1] -> [B, S, S]
-        return logits, tf.sigmoid(logits), outputs["word_attention"]
+        return logits, tf.sigmoid(logits), outputs["word_attention"], outputs
+
+    def _score_maps(self, outputs):
+        """`fused_scores` [B, h, w] and `level_scores` [B, levels, h, w]: the score convolution
+        without its bias on the fused map and on each level's map (module docstring)."""
+        kernel = tf.cast(self._score_kernel, tf.float32)  # [k, k, C, 1]
+
+        def score(features):  # [N, h, w, C] -> [N, h, w]
+            return tf.nn.conv2d(tf.cast(features, tf.float32), kernel, 1, "SAME")[..., 0]
+
+        levels = outputs["level_features"]  # [B, L, h, w, C]
+        shape = tf.shape(levels)
+        flat = tf.reshape(levels, tf.concat([[-1], shape[2:]], axis=0))  # [B * L, h, w, C]
+        return score(outputs["features"]), tf.reshape(score(flat), shape[:4])
 
     def _predict_preprocessed(self, image, words):
         vocabulary_size = self.tokenizer.vocabulary_size
@@ -223,7 +253,7 @@ class CMSAExportModule(tf.Module):
         )
         with tf.control_dependencies([check]):
             words = tf.identity(words)
-        logits, probabilities, word_attention = self._run_model(image, words)
+        logits, probabilities, word_attention, _ = self._run_model(image, words)
         return {
             "logits": logits,
             "probabilities": probabilities,
@@ -288,8 +318,16 @@ class CMSAExportModule(tf.Module):
         words = self.tokenizer(expression)  # [B, T]
         tokens = self.tokenizer.padded_tokens(expression)  # [B, T]
 
-        logits, probabilities, word_attention = self._run_model(images, words)
+        logits, probabilities, word_attention, outputs = self._run_model(images, words)
         restored, mask = self._map_to_original(logits, probabilities, info)  # [B, Hmax, Wmax]
+        fused_scores, level_scores = self._score_maps(outputs)
+        batch = tf.shape(words)[0]
+        window = tf.stack(
+            [tf.fill([batch], size)]
+            + [info[key] for key in ("pad_top", "pad_left", "resized_height", "resized_width")],
+            axis=1,
+        )  # [B, 5]
+        level_names = tf.tile(self.level_names[None], [batch, 1])  # [B, levels]
         return {
             "probabilities": restored,
             "mask": mask,
@@ -298,6 +336,10 @@ class CMSAExportModule(tf.Module):
             "word_attention": word_attention,
             "words": words,
             "tokens": tokens,
+            "fused_scores": fused_scores,
+            "level_scores": level_scores,
+            "window": window,
+            "level_names": level_names,
         }
 
     def _map_to_original(self, logits, probabilities, info):

@@ -249,7 +249,9 @@ class CMSASegmenter(keras.Model):
         Returns:
             logits float32 [B, H, W, 1]; with `return_attention`, a dict with `"logits"`,
             `"word_attention"` float32 [B, levels, T] (rows in `levels` order, Fig. 4) and
-            `"features"` [B, h, w, fusion_channels] (the fused map, for Fig. 5 heat maps).
+            `"features"` [B, h, w, fusion_channels] (the fused map, for Fig. 5 heat maps) and
+            `"level_features"` [B, levels, h, w, fusion_channels] (each level's map entering
+            Eq. 5, at the finest level's size; per-level heat maps).
         """
         self._check_inputs(inputs)
         images = inputs["image"]
@@ -285,7 +287,8 @@ class CMSASegmenter(keras.Model):
             level_maps.append(projection(attended))  # [B, h, w, fusion_channels]
 
         # Eq. 5: the levels fused into one map.
-        fused = self.fusion_layer(self._at_finest_resolution(level_maps))
+        level_maps = self._at_finest_resolution(level_maps)
+        fused = self.fusion_layer(level_maps)
         # Eq. 6: scores, upsampled to the image.
         logits = self.score(fused)  # [B, h, w, 1]
         logits = upsample(logits, tf.shape(images)[1:3], self.upsampling)  # [B, H, W, 1]
@@ -296,6 +299,7 @@ class CMSASegmenter(keras.Model):
             "logits": logits,
             "word_attention": ops.cast(ops.stack(word_attention, axis=1), "float32"),
             "features": fused,
+            "level_features": ops.stack(level_maps, axis=1),
         }
 
     @staticmethod

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
+from cmsa_tf import visualize
 from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.export import module
@@ -54,6 +55,11 @@ def reference(exported, images, expressions):
     probabilities = tf.sigmoid(outputs["logits"])
     restored = map_back.unpad_and_resize_batch(probabilities, info)[..., 0].numpy()
     tokens = [tokenizer_lib.tokenize(e)[:max_words] for e in expressions]
+    # The Fig. 5 score maps, by visualize's NumPy convolution on the model's features.
+    kernel, _ = visualize.score_weights(exported["model"])
+    features = outputs["features"].numpy()  # [B, h, w, C]
+    level_features = outputs["level_features"].numpy()  # [B, L, h, w, C]
+    window_keys = ("pad_top", "pad_left", "resized_height", "resized_width")
     return {
         "image": pixels.numpy(),
         "logits": outputs["logits"].numpy()[..., 0],
@@ -66,6 +72,21 @@ def reference(exported, images, expressions):
             [[t.encode() for t in row] + [b""] * (max_words - len(row)) for row in tokens],
             dtype=object,
         ),
+        "fused_scores": np.stack(
+            [visualize.score_contributions(f, kernel).sum(-1) for f in features]
+        ),
+        "level_scores": np.stack(
+            [
+                [visualize.score_contributions(f, kernel).sum(-1) for f in row]
+                for row in level_features
+            ]
+        ),
+        "window": np.stack(
+            [np.full(len(expressions), size)] + [info[key].numpy() for key in window_keys], axis=1
+        ),
+        "level_names": np.array(
+            [[name.encode() for name in exported["model"].levels]] * len(expressions), dtype=object
+        ),
     }
 
 
@@ -76,6 +97,10 @@ def assert_matches_reference(got, want):
     assert got["tokens"].tolist() == want["tokens"].tolist()
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=ATOL)
     np.testing.assert_allclose(got["word_attention"], want["word_attention"], atol=ATOL)
+    np.testing.assert_allclose(got["fused_scores"], want["fused_scores"], atol=ATOL)
+    np.testing.assert_allclose(got["level_scores"], want["level_scores"], atol=ATOL)
+    np.testing.assert_array_equal(got["window"], want["window"])
+    assert got["level_names"].tolist() == want["level_names"].tolist()
     # The mask is the probability map thresholded at 0.5 (away from the threshold itself).
     clear = np.abs(want["probabilities"] - preprocess.MASK_THRESHOLD) > ATOL
     np.testing.assert_array_equal(

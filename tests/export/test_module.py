@@ -50,6 +50,7 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent("""
     arrays = {"serve_" + k: v.numpy() for k, v in served.items()}
     arrays.update({"pp_" + k: v.numpy() for k, v in preprocessed.items()})
     arrays["serve_tokens"] = arrays["serve_tokens"].astype("S")
+    arrays["serve_level_names"] = arrays["serve_level_names"].astype("S")
     np.savez(output, **arrays)
     print("cmsa_tf imported:", any(m.startswith("cmsa_tf") for m in sys.modules))
 """)
@@ -177,6 +178,7 @@ def test_fresh_process_load_equals_keras_model(background):
     served = {key[len("serve_") :]: got[key] for key in got.files if key.startswith("serve_")}
     assert set(served) == set(module.SERVING_OUTPUTS)
     served["tokens"] = served["tokens"].astype(object)
+    served["level_names"] = served["level_names"].astype(object)
     assert served["probabilities"].shape == (3, 40, 50)
     assert served["mask"].dtype == np.uint8 and served["probabilities"].dtype == np.float32
     assert_matches_reference(served, want)
