@@ -1,4 +1,4 @@
-"""The pure kernels: the word-by-word softmax mean and its custom gradient, 2x2x2 pooling."""
+"""The pure kernels: the word-by-word softmax mean and its custom gradient, word weights."""
 
 import numpy as np
 import tensorflow as tf
@@ -36,15 +36,6 @@ def test_word_averaged_softmax_in_a_graph_with_dynamic_words():
     base = tf.zeros([1, 2, 3])
     out = fn(base, tf.zeros([1, 4, 3]), tf.fill([1, 4], 0.25))
     np.testing.assert_allclose(out, np.full([1, 2, 3], 1 / 3), atol=1e-7)
-
-
-def test_max_pool_matches_tensorflow_same_pooling():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 5, 3, 7, 4)).astype(np.float32)  # odd sizes: 'same' padding
-    expected = tf.nn.max_pool3d(x, ksize=2, strides=2, padding="SAME")
-    got = attention_kernels.max_pool_2x2x2(tf.constant(x), attention_kernels.mask_value(tf.float32))
-    assert got.shape == (2, 3, 2, 4, 4)
-    np.testing.assert_array_equal(got, expected)
 
 
 def test_word_weights_and_mask_value():
