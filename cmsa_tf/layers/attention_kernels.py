@@ -68,21 +68,46 @@ def _static_or_dynamic(x):
     return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
-def word_averaged_softmax(base, word_logits, weights):
+# Default memory allowed to the [B, T, P, P] softmax of the vectorised paper kernel: 1 GiB.
+DEFAULT_SOFTMAX_MEMORY_BYTES = 1 << 30
+
+
+def word_averaged_softmax(base, word_logits, weights, memory_bytes=0):
     """`S[b, p, q] = sum_n weights[b, n] * softmax_q(base[b, p, q] + word_logits[b, n, q])`.
 
-    One word at a time, forward and backward (the backward pass recomputes each
-    word's softmax), so memory stays O(B * P * Q) whatever the number of words.
+    When the [B, T, P, Q] softmax of all words takes at most `memory_bytes`, all words at
+    once (autodiff keeps it for the backward pass). Otherwise one word at a time, forward and
+    backward (the backward pass recomputes each word's softmax), so memory stays
+    O(B * P * Q) whatever the number of words. Both give the same values and gradients.
 
     Args:
         base: [B, P, Q] logits shared by all words.
         word_logits: [B, T, Q] per-word logits, broadcast over P.
         weights: [B, T] word weights.
+        memory_bytes: memory allowed to the vectorised path (0: always word by word).
 
     Returns:
         [B, P, Q].
     """
-    return _word_averaged_softmax(base, word_logits, weights)
+    if memory_bytes <= 0:
+        return _word_averaged_softmax(base, word_logits, weights)
+
+    def vectorised():  # [B, T, P, Q] -> [B, P, Q]
+        sigma = tf.nn.softmax(base[:, None, :, :] + word_logits[:, :, None, :], axis=-1)
+        return tf.einsum("btpq,bt->bpq", sigma, weights)
+
+    def looped():
+        return _word_averaged_softmax(base, word_logits, weights)
+
+    sizes = _static_or_dynamic(base) + [_static_or_dynamic(word_logits)[1]]
+    itemsize = tf.as_dtype(base.dtype).size
+    if all(isinstance(size, int) for size in sizes):
+        batch, rows, cols, words = sizes
+        return vectorised() if batch * rows * cols * words * itemsize <= memory_bytes else looped()
+    total = tf.cast(itemsize, tf.float64)
+    for size in sizes:
+        total = total * tf.cast(size, tf.float64)
+    return tf.cond(total <= float(memory_bytes), vectorised, looped)
 
 
 @tf.custom_gradient
@@ -133,7 +158,9 @@ def _word_averaged_softmax(base, word_logits, weights):
     return total, grad
 
 
-def paper_factorized_attention(visual, words, spatial, word_mask, weights):
+def paper_factorized_attention(
+    visual, words, spatial, word_mask, weights, softmax_memory_bytes=DEFAULT_SOFTMAX_MEMORY_BYTES
+):
     """Paper-form Eq. 2-4 through the exact factorisation of the affine projections.
 
     With `f = concat(v, e, s)` and affine `Wq, Wk, Wv`, `q[p, n] = A[p] + B[n]`
@@ -149,6 +176,8 @@ def paper_factorized_attention(visual, words, spatial, word_mask, weights):
         spatial: [B, P, 8] spatial features.
         word_mask: bool [B, T].
         weights: `ProjectionWeights` with kernels of C = Cv + Cl + 8 rows.
+        softmax_memory_bytes: the memory allowed to the [B, T, P, P] softmax of all words at
+            once (`word_averaged_softmax`); above it, one word at a time.
 
     Returns:
         `(G [B, P, C], word_attention [B, T], position_attention [B, P])`:
@@ -178,7 +207,9 @@ def paper_factorized_attention(visual, words, spatial, word_mask, weights):
     # sigma: softmax over key positions, averaged over real query words.
     base = tf.matmul(query_image, key_image, transpose_b=True)  # [B, P, P]
     per_word = tf.matmul(query_word, key_image, transpose_b=True)  # [B, T, P]
-    position_mix = word_averaged_softmax(base, per_word, mean_weights)  # S: [B, P, P]
+    position_mix = word_averaged_softmax(
+        base, per_word, mean_weights, softmax_memory_bytes
+    )  # S: [B, P, P]
 
     # tau: softmax over real key words for every (query position, query word).
     tau_logits = (

@@ -202,6 +202,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
                         tf.reshape(spatial, [batch, height * width, SPATIAL_CHANNELS]),
                         mask,
                         weights,
+                        softmax_memory_bytes=self.attention_memory_bytes,
                     )
                 )
             else:
