@@ -62,6 +62,16 @@ def parse_args(argv=None):
         metavar="KEY=VALUE",
         help="override a config field, e.g. model.backbone.depth=18 (a Python literal)",
     )
+    parser.add_argument(
+        "--precision",
+        default="",
+        choices=("", "bfloat16"),
+        help="config.train.mixed_precision of the step ('' = float32)",
+    )
+    parser.add_argument("--jit_compile", action="store_true", help="XLA for the train step")
+    parser.add_argument(
+        "--peak_size", type=int, default=2048, help="side of the float32 matmul timed for the peak"
+    )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     args.forms = [f.strip() for f in args.forms.split(",") if f.strip()]
@@ -120,8 +130,10 @@ def measure_form(args, form, progress):
 
     from cmsa_tf import losses, optimization
     from cmsa_tf.models.cmsa_segmenter import build_model
+    from cmsa_tf.training.precision import set_precision
 
     config = load_config(args.config, form, args.set)
+    set_precision(args.precision)
     size = args.image_size or config.data.image_size
     num_slots = config.data.max_words
     model = build_model(
@@ -132,7 +144,7 @@ def measure_form(args, form, progress):
     optimizer.build(variables)
     train = config.train
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, jit_compile=args.jit_compile)
     def train_step(image, words, mask):
         with tf.GradientTape() as tape:
             logits = model({"image": image, "words": words}, training=True)
@@ -179,8 +191,21 @@ def measure_form(args, form, progress):
                 }
             )
             progress.update(1)
+    set_precision("")
     trainable = int(sum(np.prod(v.shape) for v in variables))
     return rows, {"image_size": size, "T": num_slots, "trainable_parameters": trainable}
+
+
+def matmul_peak(size, rounds=3):
+    """GFLOP/s of a float32 [size, size] x [size, size] tf.matmul (the best of `rounds`)."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul().numpy()
+    best = min(_median_times([lambda: matmul().numpy()], 1)[0] for _ in range(rounds))
+    return 2 * size**3 / best / 1e9
 
 
 def _cell(column, value):
@@ -207,16 +232,21 @@ def main(argv=None):
     import tensorflow as tf
     from tqdm import tqdm
 
+    peak = matmul_peak(args.peak_size)
     rows, models = [], {}
     total = len(args.forms) * len(args.batch_sizes) * len(args.words)
     with tqdm(total=total, desc="train steps", file=sys.stderr) as progress:
         for form in args.forms:
             form_rows, models[form] = measure_form(args, form, progress)
             rows.extend(form_rows)
+    peak_after = matmul_peak(args.peak_size)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, TF {tf.__version__}"
+    precision = args.precision or "float32"
     print(
-        f"{pathlib.Path(args.config).name}, random weights, frozen backbone, float32, {machine}; "
-        f"median of {args.steps} steps after {args.warmup} warm-up"
+        f"{pathlib.Path(args.config).name}, random weights, {precision}"
+        f"{', XLA' if args.jit_compile else ''}, overrides {args.set or 'none'}, {machine}; "
+        f"median of {args.steps} steps after {args.warmup} warm-up; float32 matmul "
+        f"{args.peak_size}^3: {peak:.0f} GFLOP/s before the rows, {peak_after:.0f} after"
     )
     print(format_table(rows))
     if args.json:
@@ -225,6 +255,9 @@ def main(argv=None):
             if pathlib.Path(args.config).resolve().is_relative_to(REPO)
             else args.config,
             "overrides": args.set,
+            "precision": precision,
+            "jit_compile": args.jit_compile,
+            "matmul_gflops": [round(peak, 1), round(peak_after, 1)],
             "steps": args.steps,
             "warmup": args.warmup,
             "machine": machine,

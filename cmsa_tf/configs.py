@@ -125,6 +125,10 @@ def train_config() -> ml_collections.ConfigDict:
             checkpoint_every=5000,
             keep_checkpoints=3,
             log_every=100,
+            # Train steps per tf.function call (the loss reaches the host once per call).
+            steps_per_loop=1,
+            # XLA for the replica step (fixed shapes: keep data.length_buckets on).
+            jit_compile=False,
             eval_every=0,
             seed=0,
         )
@@ -167,6 +171,10 @@ def paper_config(
             # Beyond the paper: training flips that rewrite the words, e.g. ("hflip", "vflip")
             # (cmsa_tf/data/augment.py).
             augment=(),
+            # Training batches group expressions by length: words cut to the smallest of these
+            # bounds (and max_words) that holds them (cmsa_tf.data.pipeline.make_dataset);
+            # None: every batch padded to max_words.
+            length_buckets=(4, 8, 12, 16),
         )
     )
     config.model = model_config(form)

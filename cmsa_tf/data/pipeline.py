@@ -280,6 +280,7 @@ def make_dataset(
     skip_corrupt: bool = False,
     preprocessing: str = "default",
     augment: Callable[[dict], dict] | None = None,
+    length_buckets: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
     """TFRecords -> batched dicts of model inputs (see the module docstring for the keys).
 
@@ -309,6 +310,14 @@ def make_dataset(
             record stops the iteration with `tf.errors.InvalidArgumentError` naming it.
         preprocessing: "default" or "authors", as `Parser`.
         augment: as `Parser` (`cmsa_tf.data.augment`); training datasets only.
+        length_buckets: None (every batch has T word slots), or increasing word-slot bounds,
+            e.g. `(4, 8, 12, 16)`; bounds at or above `max_words` are dropped and `max_words`
+            is the last one (`check_length_buckets`). Each expression goes
+            to the smallest bucket that holds its words, batches are formed within a bucket
+            (`tf.data` `group_by_window`) and their `words` cut to that bucket's bound, so a
+            batch is not padded to one long sentence and a `tf.function` (or XLA) sees only
+            these few shapes. Batches are always full (the remainder of a bucket is dropped
+            only where `drop_remainder` drops it).
 
     Returns:
         A `tf.data.Dataset` of dicts.
@@ -381,13 +390,58 @@ def make_dataset(
     )
     if skip_corrupt:
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if length_buckets is None:
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        dataset = _bucket_by_length(
+            dataset, check_length_buckets(length_buckets, max_words), batch_size, drop_remainder
+        )
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
 
     options = tf.data.Options()
     options.deterministic = ordered
     options.experimental_optimization.map_parallelization = True
     return dataset.with_options(options)
+
+
+def check_length_buckets(length_buckets: Sequence[int], max_words: int) -> tuple[int, ...]:
+    """The bucket bounds: those of `length_buckets` below `max_words`, then `max_words`.
+
+    Raises:
+        ValueError: a bound that is not a positive int, or bounds that do not increase.
+    """
+    bounds = tuple(length_buckets)
+    if not bounds or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bounds):
+        raise ValueError(f"length_buckets must be positive ints, got {length_buckets!r}.")
+    if any(b >= c for b, c in zip(bounds, bounds[1:])):
+        raise ValueError(f"length_buckets must increase, got {length_buckets!r}.")
+    return tuple(b for b in bounds if b < max_words) + (max_words,)
+
+
+def _bucket_by_length(dataset, bounds, batch_size, drop_remainder):
+    """Batches of expressions of one bucket, their `words` cut to the bucket's bound."""
+    bounds_t = tf.constant(bounds, tf.int32)
+
+    def bucket_of(element):
+        length = tf.reduce_sum(tf.cast(element["words"] != 0, tf.int32))
+        return tf.cast(tf.argmax(tf.cast(bounds_t >= length, tf.int32)), tf.int64)
+
+    def cut(element):  # real words sit first (pad_words pads at the end)
+        bound = bounds_t[bucket_of(element)]
+        words = element["words"]
+        tf.debugging.assert_equal(
+            tf.reduce_sum(tf.cast(words[bound:] != 0, tf.int32)),
+            0,
+            message="length bucketing: a word lies beyond its bucket's bound",
+        )
+        return {**element, "words": words[:bound]}
+
+    def batch(key, window):
+        return window.batch(batch_size, drop_remainder=drop_remainder)
+
+    return dataset.map(cut, num_parallel_calls=tf.data.AUTOTUNE).group_by_window(
+        key_func=bucket_of, reduce_func=batch, window_size=batch_size
+    )
 
 
 def dataset_from_manifest(manifest_path_or_dir, split: str, **kwargs) -> tf.data.Dataset:

@@ -12,9 +12,8 @@ Paper form (affine projections, no 1/sqrt(d) scaling):
     `paper_dense_attention` materialises the [B, P*T, P*T] scores;
     `paper_factorized_attention` computes the same function through the exact
     factorisation (docs/design.md, "The exact factorisation"), with O(P*P + P*T*T) memory.
-Official-code form (ReLU projections, 2x2x2 max-pooled keys and values):
-    `official_attention`, either dense or in query chunks recomputed in the
-    backward pass.
+Official-code form (ReLU projections, 2x2x2 max-pooled keys and values): in
+    `cmsa_tf.layers.official_kernels`.
 """
 
 import collections
@@ -69,21 +68,46 @@ def _static_or_dynamic(x):
     return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
-def word_averaged_softmax(base, word_logits, weights):
+# Default memory allowed to the [B, T, P, P] softmax of the vectorised paper kernel: 1 GiB.
+DEFAULT_SOFTMAX_MEMORY_BYTES = 1 << 30
+
+
+def word_averaged_softmax(base, word_logits, weights, memory_bytes=0):
     """`S[b, p, q] = sum_n weights[b, n] * softmax_q(base[b, p, q] + word_logits[b, n, q])`.
 
-    One word at a time, forward and backward (the backward pass recomputes each
-    word's softmax), so memory stays O(B * P * Q) whatever the number of words.
+    When the [B, T, P, Q] softmax of all words takes at most `memory_bytes`, all words at
+    once (autodiff keeps it for the backward pass). Otherwise one word at a time, forward and
+    backward (the backward pass recomputes each word's softmax), so memory stays
+    O(B * P * Q) whatever the number of words. Both give the same values and gradients.
 
     Args:
         base: [B, P, Q] logits shared by all words.
         word_logits: [B, T, Q] per-word logits, broadcast over P.
         weights: [B, T] word weights.
+        memory_bytes: memory allowed to the vectorised path (0: always word by word).
 
     Returns:
         [B, P, Q].
     """
-    return _word_averaged_softmax(base, word_logits, weights)
+    if memory_bytes <= 0:
+        return _word_averaged_softmax(base, word_logits, weights)
+
+    def vectorised():  # [B, T, P, Q] -> [B, P, Q]
+        sigma = tf.nn.softmax(base[:, None, :, :] + word_logits[:, :, None, :], axis=-1)
+        return tf.einsum("btpq,bt->bpq", sigma, weights)
+
+    def looped():
+        return _word_averaged_softmax(base, word_logits, weights)
+
+    sizes = _static_or_dynamic(base) + [_static_or_dynamic(word_logits)[1]]
+    itemsize = tf.as_dtype(base.dtype).size
+    if all(isinstance(size, int) for size in sizes):
+        batch, rows, cols, words = sizes
+        return vectorised() if batch * rows * cols * words * itemsize <= memory_bytes else looped()
+    total = tf.cast(itemsize, tf.float64)
+    for size in sizes:
+        total = total * tf.cast(size, tf.float64)
+    return tf.cond(total <= float(memory_bytes), vectorised, looped)
 
 
 @tf.custom_gradient
@@ -134,7 +158,9 @@ def _word_averaged_softmax(base, word_logits, weights):
     return total, grad
 
 
-def paper_factorized_attention(visual, words, spatial, word_mask, weights):
+def paper_factorized_attention(
+    visual, words, spatial, word_mask, weights, softmax_memory_bytes=DEFAULT_SOFTMAX_MEMORY_BYTES
+):
     """Paper-form Eq. 2-4 through the exact factorisation of the affine projections.
 
     With `f = concat(v, e, s)` and affine `Wq, Wk, Wv`, `q[p, n] = A[p] + B[n]`
@@ -150,6 +176,8 @@ def paper_factorized_attention(visual, words, spatial, word_mask, weights):
         spatial: [B, P, 8] spatial features.
         word_mask: bool [B, T].
         weights: `ProjectionWeights` with kernels of C = Cv + Cl + 8 rows.
+        softmax_memory_bytes: the memory allowed to the [B, T, P, P] softmax of all words at
+            once (`word_averaged_softmax`); above it, one word at a time.
 
     Returns:
         `(G [B, P, C], word_attention [B, T], position_attention [B, P])`:
@@ -179,7 +207,9 @@ def paper_factorized_attention(visual, words, spatial, word_mask, weights):
     # sigma: softmax over key positions, averaged over real query words.
     base = tf.matmul(query_image, key_image, transpose_b=True)  # [B, P, P]
     per_word = tf.matmul(query_word, key_image, transpose_b=True)  # [B, T, P]
-    position_mix = word_averaged_softmax(base, per_word, mean_weights)  # S: [B, P, P]
+    position_mix = word_averaged_softmax(
+        base, per_word, mean_weights, softmax_memory_bytes
+    )  # S: [B, P, P]
 
     # tau: softmax over real key words for every (query position, query word).
     tau_logits = (
@@ -246,176 +276,3 @@ def paper_dense_attention(features, word_mask, weights):
         positions, dtype
     )
     return outputs, word_attention, position_attention
-
-
-def max_pool_2x2x2(x, fill):
-    """Max over 2x2x2 blocks of axes 1-3 of [B, D1, D2, D3, K], stride 2, padding 'same'.
-
-    Odd sizes are padded at the end with `fill`, which must not exceed any real
-    value, so the padded cells never win (as TensorFlow's 'same' max pooling).
-    Works for any floating dtype (TensorFlow's MaxPool3D has no float64 kernel).
-
-    Returns:
-        [B, ceil(D1/2), ceil(D2/2), ceil(D3/2), K].
-    """
-    sizes = _static_or_dynamic(x)
-    for axis in (1, 2, 3):
-        paddings = [[0, 0]] * 5
-        paddings[axis] = [0, sizes[axis] % 2]
-        x = tf.pad(x, paddings, constant_values=fill)
-        even = [slice(None)] * 5
-        odd = [slice(None)] * 5
-        even[axis] = slice(0, None, 2)
-        odd[axis] = slice(1, None, 2)
-        x = tf.maximum(x[tuple(even)], x[tuple(odd)])  # halves axis `axis`
-    return x
-
-
-def _official_chunk(
-    query,
-    residual,
-    key,
-    value,
-    key_bias,
-    mean_weights,
-    position_weights,
-    output_kernel,
-    output_bias,
-):
-    """Official-form attention for a block of query positions.
-
-    Args:
-        query: [B, c, T, d]; residual: [B, c, T, C]; key, value: [B, K, d];
-        key_bias: [B, K] (0 for real key slots, a large negative value otherwise);
-        mean_weights: [B, T]; position_weights: [c] (0 drops a position from the
-        attention statistics); output_kernel: [d, C]; output_bias: [C].
-
-    Returns:
-        `(G [B, c, C], key_attention [B, K])`: the word-averaged output per
-        position and the attention each key slot receives, summed over the
-        block's positions and averaged over real query words.
-    """
-    scores = tf.einsum("bctd,bkd->bctk", query, key) + key_bias[:, None, None, :]
-    attention = tf.nn.softmax(scores, axis=-1)  # [B, c, T, K]
-    attended = tf.einsum("bctk,bkd->bctd", attention, value)
-    outputs = tf.nn.relu(tf.einsum("bctd,dr->bctr", attended, output_kernel) + output_bias)
-    outputs = outputs + residual  # [B, c, T, C]
-    pooled = tf.einsum("bctr,bt->bcr", outputs, mean_weights)  # [B, c, C]
-    key_attention = tf.einsum("bctk,bt,c->bk", attention, mean_weights, position_weights)
-    return pooled, key_attention
-
-
-def official_attention(features, word_mask, weights, query_chunk_size=None):
-    """Official-code-form Eq. 2-4 for one level.
-
-    `q, k, v = ReLU(1x1 conv)` of `features`; `k` and `v` max-pooled 2x2x2
-    (stride 2, 'same') over (row, column, word) with only real words taking
-    part; softmax (no scaling) over the real pooled key slots;
-    `g = ReLU(Wo r + bo) + f`; `G` = mean of `g` over real words.
-
-    Real words must come first in every row of `word_mask` (the layer sorts
-    them there), so that the pooled word slots pair up the real words exactly
-    as the authors' one-sample code, which drops the padding words.
-
-    Args:
-        features: [B, H, W, T, C] (the reduced feature when a reduction is used).
-        word_mask: bool [B, T], real words first.
-        weights: `ProjectionWeights` (the output kernel maps d -> C).
-        query_chunk_size: None for the dense computation, or a number of query
-            positions per chunk: chunks run one after the other and are
-            recomputed in the backward pass, so only one chunk's
-            [chunk * T, K] attention matrix is alive at a time.
-
-    Returns:
-        `(G [B, H, W, C], slot_attention [B, ceil(T/2)], cell_attention
-        [B, ceil(H/2), ceil(W/2)])`: the attention each pooled word slot /
-        spatial slot receives, averaged over query positions and real query words.
-    """
-    dtype = features.dtype
-    batch, height, width, num_words, channels = _static_or_dynamic(features)
-    positions = height * width
-    mean_weights, _ = word_weights(word_mask, dtype)  # [B, T]
-    fill = mask_value(dtype)
-
-    def project(kernel, bias):  # [B, H, W, T, d]
-        return tf.nn.relu(tf.einsum("bhwtc,cd->bhwtd", features, kernel) + bias)
-
-    query = project(weights.query_kernel, weights.query_bias)
-    key = project(weights.key_kernel, weights.key_bias)
-    value = project(weights.value_kernel, weights.value_bias)
-    key_dim = query.shape[-1] if query.shape[-1] is not None else tf.shape(query)[-1]
-
-    # Pooled key / value slots; padding words never win the max.
-    real = word_mask[:, None, None, :, None]
-    slot_real = (
-        tf.reduce_max(
-            tf.reshape(
-                tf.pad(tf.cast(word_mask, dtype), [[0, 0], [0, num_words % 2]]),
-                [batch, (num_words + 1) // 2, 2],
-            ),
-            axis=-1,
-        )
-        > 0
-    )  # [B, T2]
-    slot_mask = slot_real[:, None, None, :, None]
-
-    def pool(x):  # [B, H2, W2, T2, d]
-        pooled = max_pool_2x2x2(tf.where(real, x, fill), fill)
-        return tf.where(slot_mask, pooled, tf.zeros([], dtype))
-
-    pooled_key = pool(key)
-    pooled_value = pool(value)
-    pooled_shape = _static_or_dynamic(pooled_key)
-    num_slots = pooled_shape[1] * pooled_shape[2] * pooled_shape[3]
-    pooled_key = tf.reshape(pooled_key, [batch, num_slots, key_dim])  # [B, K, d]
-    pooled_value = tf.reshape(pooled_value, [batch, num_slots, key_dim])
-    key_real = tf.reshape(
-        tf.broadcast_to(slot_real[:, None, None, :], pooled_shape[:4]), [batch, num_slots]
-    )
-    key_bias = tf.where(key_real, tf.zeros([], dtype), fill)  # [B, K]
-
-    query = tf.reshape(query, [batch, positions, num_words, key_dim])  # [B, P, T, d]
-    residual = tf.reshape(features, [batch, positions, num_words, channels])  # [B, P, T, C]
-    shared = (pooled_key, pooled_value, key_bias, mean_weights)
-    output_weights = (weights.output_kernel, weights.output_bias)
-
-    if query_chunk_size is None:
-        outputs, key_attention = _official_chunk(
-            query, residual, *shared, tf.ones([positions], dtype), *output_weights
-        )
-    else:
-        chunk = int(query_chunk_size)
-        num_chunks = (positions + chunk - 1) // chunk
-        extra = num_chunks * chunk - positions
-
-        def to_chunks(x):  # [B, P, ...] -> [num_chunks, B, chunk, ...]
-            rest = _static_or_dynamic(x)[2:]
-            x = tf.pad(x, [[0, 0], [0, extra]] + [[0, 0]] * len(rest))
-            x = tf.reshape(x, [batch, num_chunks, chunk] + rest)
-            return tf.transpose(x, [1, 0, 2] + list(range(3, 3 + len(rest))))
-
-        position_weights = tf.reshape(
-            tf.pad(tf.ones([positions], dtype), [[0, extra]]), [num_chunks, chunk]
-        )
-        run_chunk = tf.recompute_grad(_official_chunk)
-
-        def step(elems):
-            query_c, residual_c, position_weights_c = elems
-            return run_chunk(query_c, residual_c, *shared, position_weights_c, *output_weights)
-
-        outputs, key_attention = tf.map_fn(
-            step,
-            (to_chunks(query), to_chunks(residual), position_weights),
-            fn_output_signature=(dtype, dtype),
-            parallel_iterations=1,
-        )  # [num_chunks, B, chunk, C], [num_chunks, B, K]
-        outputs = tf.transpose(outputs, [1, 0, 2, 3])  # [B, num_chunks, chunk, C]
-        outputs = tf.reshape(outputs, [batch, num_chunks * chunk, channels])
-        outputs = outputs[:, :positions]
-        key_attention = tf.reduce_sum(key_attention, axis=0)
-
-    outputs = tf.reshape(outputs, [batch, height, width, channels])
-    key_attention = tf.reshape(key_attention, pooled_shape[:4]) / tf.cast(positions, dtype)
-    slot_attention = tf.reduce_sum(key_attention, axis=[1, 2])  # [B, T2]
-    cell_attention = tf.reduce_sum(key_attention, axis=3)  # [B, H2, W2]
-    return outputs, slot_attention, cell_attention

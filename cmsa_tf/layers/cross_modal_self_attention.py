@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from cmsa_tf.layers import attention_kernels, real_words
+from cmsa_tf.layers import attention_kernels, official_kernels, real_words
 from cmsa_tf.layers.attention_base import CrossModalAttentionBase
 from cmsa_tf.layers.common import positive_int
 from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
@@ -47,9 +47,12 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
       sort), so a batch gives exactly what the one-sample code gives on each
       sentence with its padding dropped; a pooled word slot is real if a real
       word fell into it, and only real words enter its max.
-      `implementation="chunked"` (default) processes `query_chunk_size` query
-      positions at a time and recomputes each chunk in the backward pass;
-      `"dense"` is the plain computation.
+      `implementation="chunked"` (default) computes the first projection
+      factorised over (position, word) (docs/design.md, "The exact
+      factorisation") and the attention with a hand-written backward pass,
+      in chunks of `query_chunk_size` query positions recomputed in the
+      backward pass when the attention exceeds `attention_memory_bytes`;
+      `"dense"` is the plain computation from the materialised features.
 
     `call(visual, words, word_mask, return_attention=False)` returns G
     [B, H, W, C_out], or `(G, attention)` with `attention` a dict:
@@ -72,6 +75,11 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
             `ReLU(1x1 conv)` reduction applied to f first (256 for res4 and
             128 for res3 in the authors' code).
         query_chunk_size: int, query positions per chunk of the chunked kernel.
+        attention_memory_bytes: int, memory allowed to the attention a kernel keeps for the
+            backward pass (default 1 GiB). The official chunked kernel keeps its [B, HW*T, K]
+            attention when it fits and otherwise recomputes it chunk by chunk; the paper
+            factorised kernel runs all words at once when its [B, T, HW, HW] softmax fits and
+            otherwise one word at a time. Outputs and gradients are the same either way.
         epsilon: float, epsilon of Eq. 1's L2 normalisation.
         kernel_initializer: initializer of the projection kernels.
         bias_initializer: initializer of the projection biases.
@@ -102,6 +110,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         key_dim: int = 512,
         reduce_dim: int | None = None,
         query_chunk_size: int = 256,
+        attention_memory_bytes: int = official_kernels.DEFAULT_ATTENTION_MEMORY_BYTES,
         epsilon: float = 1e-12,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -141,6 +150,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         self.implementation = implementation
         self.reduce_dim = positive_int(reduce_dim, "reduce_dim", allow_none=True)
         self.query_chunk_size = positive_int(query_chunk_size, "query_chunk_size")
+        self.attention_memory_bytes = positive_int(attention_memory_bytes, "attention_memory_bytes")
 
     def output_channels(self, input_visual_channels, input_word_channels):
         """Channels of G for the given visual and word channels."""
@@ -192,6 +202,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
                         tf.reshape(spatial, [batch, height * width, SPATIAL_CHANNELS]),
                         mask,
                         weights,
+                        softmax_memory_bytes=self.attention_memory_bytes,
                     )
                 )
             else:
@@ -218,16 +229,39 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         order = real_words.real_words_first(mask)  # [B, T]
         words = real_words.gather_words(words, order)
         mask = real_words.gather_words(mask, order)
-        features = tf.cast(self.multimodal_features(visual, words, mask), dtype)  # [B, H, W, T, C]
-        if self.reduce_dim is not None:
-            features = tf.nn.relu(
-                tf.einsum("bhwtc,cr->bhwtr", features, tf.cast(self.reduce_kernel, dtype))
-                + tf.cast(self.reduce_bias, dtype)
-            )  # [B, H, W, T, R]
-        chunk = self.query_chunk_size if self.implementation == "chunked" else None
-        outputs, slot_attention, cell_attention = attention_kernels.official_attention(
-            features, mask, weights, query_chunk_size=chunk
-        )
+        if self.implementation == "chunked":
+            visual_n, words_n, spatial = [
+                tf.cast(x, dtype) for x in self.multimodal_features.parts(visual, words, mask)
+            ]
+            reduce_weights = None
+            if self.reduce_dim is not None:
+                reduce_weights = (
+                    tf.cast(self.reduce_kernel, dtype),
+                    tf.cast(self.reduce_bias, dtype),
+                )
+            outputs, slot_attention, cell_attention = (
+                official_kernels.official_factorized_attention(
+                    visual_n,
+                    words_n,
+                    spatial,
+                    mask,
+                    weights,
+                    reduce_weights=reduce_weights,
+                    query_chunk_size=self.query_chunk_size,
+                    attention_memory_bytes=self.attention_memory_bytes,
+                )
+            )
+        else:
+            # [B, H, W, T, C]
+            features = tf.cast(self.multimodal_features(visual, words, mask), dtype)
+            if self.reduce_dim is not None:
+                features = tf.nn.relu(
+                    tf.einsum("bhwtc,cr->bhwtr", features, tf.cast(self.reduce_kernel, dtype))
+                    + tf.cast(self.reduce_bias, dtype)
+                )  # [B, H, W, T, R]
+            outputs, slot_attention, cell_attention = official_kernels.official_attention(
+                features, mask, weights
+            )
 
         # Pooled word slot j -> its real words 2j, 2j+1 (equal shares), then undo the sort.
         num_words = tf.shape(mask)[1]
@@ -258,6 +292,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
                 "implementation": self.implementation,
                 "reduce_dim": self.reduce_dim,
                 "query_chunk_size": self.query_chunk_size,
+                "attention_memory_bytes": self.attention_memory_bytes,
             }
         )
         return config

@@ -47,6 +47,9 @@ def train_loop(trainer: Trainer, progress: bool = True) -> dict:
 
     Checkpoints every `config.train.checkpoint_every` steps, at the end and on SIGTERM; evaluates
     every `config.train.eval_every` steps (and at the end) with `TrainingEvaluator` on the chief.
+    With `config.train.steps_per_loop = k > 1`, one `tf.function` call runs up to k steps (never
+    past a log, checkpoint or evaluation step) and the loss comes back to the host once per call.
+    `config.train.jit_compile` compiles the replica step with XLA.
 
     Returns:
         The last log row: `step`, `stopped_early` (SIGTERM), and when a step was logged `loss`,
@@ -80,7 +83,26 @@ def train_loop(trainer: Trainer, progress: bool = True) -> dict:
         previous_handler = None
 
     iterator = iter(trainer.dataset())
-    train_step = trainer.train_step_fn()
+    steps_per_loop = int(config.train.get("steps_per_loop") or 1)
+    if steps_per_loop < 1:
+        raise ValueError(f"config.train.steps_per_loop must be >= 1, got {steps_per_loop}.")
+    if steps_per_loop == 1:
+        train_step = trainer.train_step_fn()
+    else:
+        train_steps = trainer.train_steps_fn()
+        boundaries = [int(config.train.log_every), int(config.train.checkpoint_every)]
+        boundaries += [eval_every] if eval_every else []
+
+        def train_step(iterator):
+            # Up to the next log / checkpoint / evaluation step or the end, steps_per_loop at most.
+            current = trainer.step
+            limit = min([total] + [(current // b + 1) * b for b in boundaries if b > 0])
+            count = max(1, min(steps_per_loop, limit - current))
+            data_loss, penalty, finite = train_steps(iterator, tf.constant(count, tf.int32))
+            if not bool(finite):
+                return float("nan"), float(penalty)
+            return data_loss, penalty
+
     bar = None
     if progress and trainer.chief:
         from tqdm import tqdm
@@ -91,9 +113,10 @@ def train_loop(trainer: Trainer, progress: bool = True) -> dict:
     window_start, window_steps = time.perf_counter(), 0
     try:
         while trainer.step < total and not trainer.stop_requested:
+            before = trainer.step
             data_loss, penalty = train_step(iterator)
             step = trainer.step
-            window_steps += 1
+            window_steps += step - before
             data_loss, penalty = float(data_loss), float(penalty)
             if not (math.isfinite(data_loss) and math.isfinite(penalty)):
                 latest = trainer.manager.latest_checkpoint
@@ -103,7 +126,7 @@ def train_loop(trainer: Trainer, progress: bool = True) -> dict:
                     "Lower config.train.learning_rate or check the input data."
                 )
             if bar is not None:
-                bar.update(1)
+                bar.update(step - before)
             if step % config.train.log_every == 0 or step == total:
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps * trainer.global_batch / max(elapsed, 1e-9)

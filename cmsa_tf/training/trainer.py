@@ -132,6 +132,7 @@ class Trainer:
                 input_context=input_context,
                 preprocessing=data.get("preprocessing", "default"),
                 augment=augment.from_config(data, seed=self.config.train.seed),
+                length_buckets=data.get("length_buckets"),
             )
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -158,18 +159,46 @@ class Trainer:
         self.optimizer.apply(grads, variables)
         return data_loss, penalty / replicas
 
+    def _replica_fn(self):
+        """The replica step, compiled with XLA when `config.train.jit_compile`."""
+        if self.config.train.get("jit_compile", False):
+            return tf.function(self._replica_step, jit_compile=True)
+        return self._replica_step
+
+    def _one_step(self, iterator, replica_step):
+        data_loss, penalty = self.strategy.run(replica_step, args=(next(iterator),))
+        data_loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, data_loss, axis=None)
+        penalty = self.strategy.reduce(tf.distribute.ReduceOp.SUM, penalty, axis=None)
+        return data_loss, penalty
+
     def train_step_fn(self):
         """A tf.function `train_step(iterator) -> (data_loss, weight_decay_loss)`: one step on
         the next global batch, losses summed over the replicas."""
+        replica_step = self._replica_fn()
 
         @tf.function
         def train_step(iterator):
-            data_loss, penalty = self.strategy.run(self._replica_step, args=(next(iterator),))
-            data_loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, data_loss, axis=None)
-            penalty = self.strategy.reduce(tf.distribute.ReduceOp.SUM, penalty, axis=None)
-            return data_loss, penalty
+            return self._one_step(iterator, replica_step)
 
         return train_step
+
+    def train_steps_fn(self):
+        """A tf.function `train_steps(iterator, num_steps) -> (data_loss, weight_decay_loss,
+        finite)`: `num_steps` (a scalar int32 tensor) steps in one call, so the host waits on
+        the device once per call. The losses are the last step's; `finite` is whether every
+        step's losses were finite."""
+        replica_step = self._replica_fn()
+
+        @tf.function
+        def train_steps(iterator, num_steps):
+            data_loss, penalty = self._one_step(iterator, replica_step)
+            finite = tf.math.is_finite(data_loss) & tf.math.is_finite(penalty)
+            for _ in tf.range(num_steps - 1):
+                data_loss, penalty = self._one_step(iterator, replica_step)
+                finite = finite & tf.math.is_finite(data_loss) & tf.math.is_finite(penalty)
+            return data_loss, penalty, finite
+
+        return train_steps
 
     def learning_rate(self) -> float:
         """The learning rate at the current step."""

@@ -41,7 +41,10 @@ def test_tiny_run_prints_and_writes_every_row(tmp_path):
     assert [(c[0], int(c[1]), int(c[2])) for c in cells] == expected
     assert all(c[3] == "20" for c in cells)  # the config's T
 
-    rows = json.loads(out.read_text())["rows"]
+    result_json = json.loads(out.read_text())
+    assert len(result_json["matmul_gflops"]) == 2 and min(result_json["matmul_gflops"]) > 0
+    assert result_json["precision"] == "float32" and result_json["jit_compile"] is False
+    rows = result_json["rows"]
     assert [(r["form"], r["batch"], r["real words"]) for r in rows] == expected
     for row, line in zip(rows, cells):
         assert row["step s"] > 0 and row["backbone fwd s"] > 0

@@ -445,3 +445,52 @@ def test_parser_takes_the_preprocessing_option():
     assert not np.array_equal(default["mask"].numpy(), out["mask"].numpy())
     with pytest.raises(ValueError, match="preprocessing must be one of"):
         pipeline.Parser(preprocessing="skimage")
+
+
+# ---------------------------------------------------------------------------------------------
+# Length bucketing.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_length_buckets_pad_each_batch_to_a_bound_and_lose_nothing(records, training):
+    _, files, examples = records  # expressions of 1, 2, 3, 4, 1, 2, 3, 4 words
+    common = dict(image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=training)
+    if training:
+        common.update(repeat=1, deterministic=True, drop_remainder=False)
+    plain = {
+        int(element["words"][0]): element
+        for batch in pipeline.make_dataset(files, **common)
+        for element in [{k: v[i] for k, v in batch.items()} for i in range(len(batch["words"]))]
+    }
+    bucketed = list(pipeline.make_dataset(files, length_buckets=(2, 4), **common))
+    seen = []
+    for batch in bucketed:
+        words = batch["words"].numpy()
+        lengths = (words != 0).sum(1)
+        # The smallest bound of (2, 4, 6) that holds every expression of the batch, the same
+        # bucket for all of them.
+        bound = words.shape[1]
+        assert bound in (2, 4)
+        assert all(bound == (2 if n <= 2 else 4) for n in lengths)
+        for i, row in enumerate(words):
+            first = int(row[0])
+            seen.append(first)
+            np.testing.assert_array_equal(row, plain[first]["words"].numpy()[:bound])
+            np.testing.assert_array_equal(batch["image"][i], plain[first]["image"])
+            np.testing.assert_array_equal(batch["mask"][i], plain[first]["mask"])
+    assert sorted(seen) == sorted(plain) == [ids[0] for _, _, ids in examples]
+
+
+def test_length_buckets_bad_bounds_raise(records):
+    _, files, _ = records
+    for buckets, message in (
+        ((4, 2), "increase"),
+        ((0, 4), "positive"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            pipeline.make_dataset(
+                files, max_words=MAX_WORDS, batch_size=2, training=True, length_buckets=buckets
+            )
+    assert pipeline.check_length_buckets((2, 4), 6) == (2, 4, 6)
+    assert pipeline.check_length_buckets([3, 6, 9], 6) == (3, 6)

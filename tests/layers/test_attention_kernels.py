@@ -1,12 +1,14 @@
-"""The pure kernels: the word-by-word softmax mean and its custom gradient, 2x2x2 pooling."""
+"""The pure kernels: the word-by-word softmax mean and its custom gradient, word weights."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cmsa_tf.layers import attention_kernels
 
 
-def test_word_averaged_softmax_matches_autodiff_of_the_naive_sum():
+@pytest.mark.parametrize("memory_bytes", [0, 1, 1 << 30])  # word by word, or all words at once
+def test_word_averaged_softmax_matches_autodiff_of_the_naive_sum(memory_bytes):
     rng = np.random.default_rng(0)
     base = tf.constant(rng.normal(size=(2, 3, 4)))
     per_word = tf.constant(rng.normal(size=(2, 5, 4)))
@@ -21,30 +23,39 @@ def test_word_averaged_softmax_matches_autodiff_of_the_naive_sum():
     for fn in (naive, attention_kernels.word_averaged_softmax):
         with tf.GradientTape() as tape:
             tape.watch([base, per_word, weights])
-            out = fn(base, per_word, weights)
+            out = (
+                fn(base, per_word, weights, memory_bytes)
+                if fn is not naive
+                else naive(base, per_word, weights)
+            )
             loss = tf.reduce_sum(out * cotangent)
         results.append([out] + tape.gradient(loss, [base, per_word, weights]))
     for expected, got in zip(*results):
         np.testing.assert_allclose(got, expected, atol=1e-13)
 
 
-def test_word_averaged_softmax_in_a_graph_with_dynamic_words():
-    fn = tf.function(
-        attention_kernels.word_averaged_softmax,
+@pytest.mark.parametrize("memory_bytes", [0, 1, 1 << 30])
+def test_word_averaged_softmax_in_a_graph_with_dynamic_words(memory_bytes):
+    @tf.function(
         input_signature=[tf.TensorSpec([None, None, None])] * 2 + [tf.TensorSpec([None, None])],
     )
-    base = tf.zeros([1, 2, 3])
-    out = fn(base, tf.zeros([1, 4, 3]), tf.fill([1, 4], 0.25))
-    np.testing.assert_allclose(out, np.full([1, 2, 3], 1 / 3), atol=1e-7)
+    def fn(base, word_logits, weights):
+        with tf.GradientTape() as tape:
+            tape.watch(word_logits)
+            out = attention_kernels.word_averaged_softmax(base, word_logits, weights, memory_bytes)
+            loss = tf.reduce_sum(out * tf.range(3, dtype=out.dtype))
+        return out, tape.gradient(loss, word_logits)
 
-
-def test_max_pool_matches_tensorflow_same_pooling():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 5, 3, 7, 4)).astype(np.float32)  # odd sizes: 'same' padding
-    expected = tf.nn.max_pool3d(x, ksize=2, strides=2, padding="SAME")
-    got = attention_kernels.max_pool_2x2x2(tf.constant(x), attention_kernels.mask_value(tf.float32))
-    assert got.shape == (2, 3, 2, 4, 4)
-    np.testing.assert_array_equal(got, expected)
+    rng = np.random.default_rng(4)
+    base = tf.constant(rng.normal(size=(1, 2, 3)), tf.float32)
+    logits = tf.constant(rng.normal(size=(1, 4, 3)), tf.float32)
+    weights = tf.fill([1, 4], 0.25)
+    out, grad = fn(base, logits, weights)
+    expected, expected_grad = fn.python_function(base, logits, weights)
+    np.testing.assert_allclose(out.numpy().sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-6)
+    assert np.abs(grad).max() > 0
 
 
 def test_word_weights_and_mask_value():

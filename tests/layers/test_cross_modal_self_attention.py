@@ -304,6 +304,7 @@ def test_official_form_equals_numpy_reference(reduce_dim):
         (visual, words, mask),
         reduce_dim=reduce_dim,
         query_chunk_size=5,
+        attention_memory_bytes=1,  # the chunked path
     ):
         expected = numpy_official(
             visual, words, mask, [w.numpy() for w in layer.weights], reduce_dim
@@ -311,15 +312,23 @@ def test_official_form_equals_numpy_reference(reduce_dim):
         np.testing.assert_allclose(layer(visual, words, mask).numpy(), expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk", [5, 100])
-def test_official_chunked_equals_dense(inputs, chunk):
+@pytest.mark.parametrize(
+    "chunk,memory,reduce_dim", [(5, 1, 9), (100, 1, 9), (5, 1, None), (5, 1 << 30, 9)]
+)
+def test_official_chunked_equals_dense(inputs, chunk, memory, reduce_dim):
+    # memory=1: the attention is recomputed chunk by chunk; 1 GiB: kept whole.
     chunked, dense = make_layers(
-        "official", IMPLEMENTATIONS["official"], inputs, reduce_dim=9, query_chunk_size=chunk
+        "official",
+        IMPLEMENTATIONS["official"],
+        inputs,
+        reduce_dim=reduce_dim,
+        query_chunk_size=chunk,
+        attention_memory_bytes=memory,
     )
     out_c, att_c, grads_c = run(chunked, *inputs)
     out_d, att_d, grads_d = run(dense, *inputs)
     np.testing.assert_allclose(out_c, out_d, rtol=0, atol=1e-12)
-    assert len(grads_c) == 2 + 10
+    assert len(grads_c) == 2 + (10 if reduce_dim else 8)
     for g_c, g_d in zip(grads_c, grads_d):
         assert np.abs(g_d).max() > 0
         np.testing.assert_allclose(g_c, g_d, rtol=0, atol=1e-10)
@@ -436,7 +445,9 @@ def test_sentence_without_words_gives_zeros_not_nan(inputs, form):
 @pytest.mark.parametrize("form", ["paper", "official"])
 def test_dynamic_shapes_in_a_graph_with_gradients(inputs, form):
     visual, words, mask = inputs
-    fast, reference = make_layers(form, IMPLEMENTATIONS[form], inputs, query_chunk_size=5)
+    fast, reference = make_layers(
+        form, IMPLEMENTATIONS[form], inputs, query_chunk_size=5, attention_memory_bytes=1
+    )
 
     @tf.function(
         input_signature=[
@@ -468,7 +479,12 @@ def test_xla_compiles_the_memory_bounded_kernels(inputs):
     visual, words, mask = inputs
     for form in ("paper", "official"):
         fast, reference = make_layers(
-            form, IMPLEMENTATIONS[form], inputs, dtype="float32", query_chunk_size=5
+            form,
+            IMPLEMENTATIONS[form],
+            inputs,
+            dtype="float32",
+            query_chunk_size=5,
+            attention_memory_bytes=1,
         )
 
         @tf.function(jit_compile=True)

@@ -103,3 +103,39 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     with pytest.raises(NonFiniteLossError, match=r"nan at step 3.*ckpt-2"):
         train_and_evaluate(config, workdir, progress=False)
     assert checkpoint_steps(workdir) == [2]
+
+
+def test_steps_per_loop_trains_the_same_and_stops_at_log_and_checkpoint_steps(
+    tmp_path, tiny_shapes_tfrecords, tiny_config, monkeypatch
+):
+    calls = []
+    real_steps_fn = trainer_lib.Trainer.train_steps_fn
+
+    def counting_steps_fn(self):
+        train_steps = real_steps_fn(self)
+
+        def run(iterator, num_steps):
+            calls.append(int(num_steps))
+            return train_steps(iterator, num_steps)
+
+        return run
+
+    monkeypatch.setattr(trainer_lib.Trainer, "train_steps_fn", counting_steps_fn)
+    results = {}
+    for steps_per_loop in (1, 4):
+        config = tiny_config(tiny_shapes_tfrecords)
+        config.data.deterministic = True
+        config.train.steps = 7
+        config.train.log_every = 5
+        config.train.checkpoint_every = 3
+        config.train.steps_per_loop = steps_per_loop
+        workdir = str(tmp_path / f"run{steps_per_loop}")
+        result = train_and_evaluate(config, workdir, progress=False)
+        assert result["step"] == 7 and checkpoint_steps(workdir)[-2:] == [6, 7]
+        model, _, _ = build_and_restore(config, workdir=workdir)
+        results[steps_per_loop] = (result["loss"], [v.numpy() for v in model.weights])
+    # Calls end at the checkpoint steps 3 and 6, the log step 5 and the last step 7.
+    assert calls == [3, 2, 1, 1]
+    np.testing.assert_allclose(results[4][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[1][1], results[4][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

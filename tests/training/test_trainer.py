@@ -127,3 +127,64 @@ def test_a_tokenizer_other_than_the_manifests_is_refused(
     config.data.tokenizer = "authors"
     with pytest.raises(ValueError, match=r"config.data.tokenizer is 'authors'.*'default'"):
         Trainer(config, str(tmp_path / "run"), create_strategy("one_device"))
+
+
+def _trained_weights(config, workdir, steps_per_call):
+    import keras
+
+    from cmsa_tf.training import create_strategy
+
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(config, workdir, create_strategy("one_device"))
+    iterator = iter(trainer.dataset())
+    if steps_per_call == 1:
+        step = trainer.train_step_fn()
+        losses = [step(iterator) for _ in range(3)]
+        loss = losses[-1][0]
+    else:
+        import tensorflow as tf
+
+        loss, _, finite = trainer.train_steps_fn()(iterator, tf.constant(steps_per_call))
+        assert bool(finite)
+    assert trainer.step == 3
+    return float(loss), [v.numpy() for v in trainer.model.trainable_variables]
+
+
+def test_three_steps_in_one_call_equal_three_single_steps(tmp_path, tiny_shapes_tfrecords):
+    from tests.helpers import tiny_shapes_config
+
+    config = tiny_shapes_config(tiny_shapes_tfrecords)
+    config.data.deterministic = True
+    loss_1, weights_1 = _trained_weights(config, str(tmp_path / "single"), 1)
+    loss_3, weights_3 = _trained_weights(config, str(tmp_path / "loop"), 3)
+    np.testing.assert_allclose(loss_3, loss_1, rtol=1e-6)
+    assert len(weights_1) > 10
+    for a, b in zip(weights_1, weights_3):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_jit_compiled_step_equals_the_plain_step(tmp_path, tiny_shapes_tfrecords):
+    import keras
+
+    from tests.helpers import tiny_shapes_config
+
+    results = []
+    for jit in (False, True):
+        config = tiny_shapes_config(tiny_shapes_tfrecords)
+        config.data.deterministic = True
+        config.train.jit_compile = jit
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(config, str(tmp_path / f"jit{jit}"), create_strategy("one_device"))
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        loss, penalty = trainer.train_step_fn()(iter(trainer.dataset()))
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        results.append((float(loss), float(penalty), before, after))
+    (loss_e, pen_e, before_e, after_e), (loss_x, pen_x, before_x, after_x) = results
+    np.testing.assert_allclose(loss_x, loss_e, rtol=1e-4)
+    np.testing.assert_allclose(pen_x, pen_e, rtol=1e-5)
+    moved = 0
+    for b_e, a_e, b_x, a_x in zip(before_e, after_e, before_x, after_x):
+        np.testing.assert_array_equal(b_x, b_e)
+        np.testing.assert_allclose(a_x - b_x, a_e - b_e, rtol=1e-2, atol=2e-5)
+        moved += int(np.abs(a_e - b_e).max() > 0)
+    assert moved > len(before_e) // 2
