@@ -79,7 +79,9 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
             backward pass (default 1 GiB). The official chunked kernel keeps its [B, HW*T, K]
             attention when it fits and otherwise recomputes it chunk by chunk; the paper
             factorised kernel runs all words at once when its [B, T, HW, HW] softmax fits and
-            otherwise one word at a time. Outputs and gradients are the same either way.
+            a GPU is visible, and otherwise one word at a time (on the CPU the word loop, with
+            its hand-written backward pass, measured faster). Outputs and gradients are the
+            same either way.
         epsilon: float, epsilon of Eq. 1's L2 normalisation.
         kernel_initializer: initializer of the projection kernels.
         bias_initializer: initializer of the projection biases.
@@ -202,7 +204,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
                         tf.reshape(spatial, [batch, height * width, SPATIAL_CHANNELS]),
                         mask,
                         weights,
-                        softmax_memory_bytes=self.attention_memory_bytes,
+                        softmax_memory_bytes=_paper_softmax_memory(self.attention_memory_bytes),
                     )
                 )
             else:
@@ -296,3 +298,8 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
             }
         )
         return config
+
+
+def _paper_softmax_memory(attention_memory_bytes: int) -> int:
+    """The paper kernel's budget for its all-words softmax: the layer's on a GPU, 0 on the CPU."""
+    return attention_memory_bytes if tf.config.list_logical_devices("GPU") else 0
