@@ -25,6 +25,28 @@ TINY_OVERRIDES = {
 }
 
 
+# The smallest CMSASegmenter the export, predict and demo tests build (and export).
+TINY_SEGMENTER = dict(
+    embedding_dim=8, backbone_depth=18, backbone_width=4, key_dims=(4, 4, 4), fusion_channels=8
+)
+
+
+def tiny_segmenter(vocab_size, **kwargs):
+    """A `CMSASegmenter` of `TINY_SEGMENTER`'s size; `kwargs` (e.g. `name`) go to it."""
+    from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+
+    return CMSASegmenter(vocab_size=vocab_size, **TINY_SEGMENTER, **kwargs)
+
+
+def centre_logits(model, inputs):
+    """Shifts the score bias so that the model's logits on `inputs` have median 0: a random head
+    could give an empty or a full mask, which would not test much."""
+    import numpy as np
+
+    logits = np.asarray(model(inputs))
+    model.score.bias.assign(model.score.bias.numpy() - np.median(logits))
+
+
 def load_config(name, arg=None):
     """`get_config(arg)` of configs/NAME.py, loaded by path as `--config` loads it."""
     path = CONFIG_DIR / f"{name}.py"

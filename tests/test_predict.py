@@ -20,7 +20,7 @@ from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation.dense_crf import dense_crf
 from cmsa_tf.export import module as export_module
 from cmsa_tf.export import saving
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+from tests.helpers import centre_logits, tiny_segmenter
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE, WORDS = 32, 6
@@ -55,21 +55,10 @@ def model_dir(tmp_path_factory):
     vocabulary = Vocabulary.build(["the red square on the left", "a green circle at the top"])
     vocabulary.save(root / "vocab.txt")
     keras.utils.set_random_seed(3)
-    model = CMSASegmenter(
-        vocab_size=len(vocabulary),
-        embedding_dim=8,
-        backbone_depth=18,
-        backbone_width=4,
-        key_dims=(4, 4, 4),
-        fusion_channels=8,
-        name="cmsa",
-    )
+    model = tiny_segmenter(len(vocabulary), name="cmsa")
     image, _ = preprocess.preprocess_image(picture(30, 40), SIZE)
     words = np.array([vocabulary.encode_padded("the red square", WORDS)[0]])
-    logits = model({"image": image[None], "words": words})
-    # Centre the logits so the mask covers about half the picture (a random head could give an
-    # empty or a full mask, which would not test much).
-    model.score.bias.assign([-float(np.median(logits))])
+    centre_logits(model, {"image": image[None], "words": words})  # a mask over half the picture
     base = root / "saved_models" / "tiny"
     module = export_module.CMSAExportModule(model, str(root / "vocab.txt"), SIZE, WORDS, step=3)
     saving.save_module(module, base / "3")

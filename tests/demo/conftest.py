@@ -11,7 +11,7 @@ from cmsa_tf.data import preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.export import module as export_module
 from cmsa_tf.export import saving
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+from tests.helpers import centre_logits, tiny_segmenter
 
 SIZE, WORDS = 32, 6
 EXPRESSIONS = ["the red square on the left", "a green circle at the top"]
@@ -47,20 +47,10 @@ def tiny_export(tmp_path_factory):
     vocabulary = Vocabulary.build(EXPRESSIONS)
     vocabulary.save(root / "vocab.txt")
     keras.utils.set_random_seed(5)
-    model = CMSASegmenter(
-        vocab_size=len(vocabulary),
-        embedding_dim=8,
-        backbone_depth=18,
-        backbone_width=4,
-        key_dims=(4, 4, 4),
-        fusion_channels=8,
-        name="cmsa",
-    )
+    model = tiny_segmenter(len(vocabulary), name="cmsa")
     image, _ = preprocess.preprocess_image(picture(), SIZE)
     words = np.array([vocabulary.encode_padded(EXPRESSIONS[0], WORDS)[0]])
-    logits = model({"image": image[None], "words": words})
-    # Centre the logits so that the mask covers about half of the picture.
-    model.score.bias.assign([-float(np.median(logits))])
+    centre_logits(model, {"image": image[None], "words": words})  # a mask over half the picture
     base = root / "saved_models" / "shapes"
     module = export_module.CMSAExportModule(model, str(root / "vocab.txt"), SIZE, WORDS, step=2)
     # What cmsa_tf.export writes for a ShapesRef config (the demo reads config.data.dataset).

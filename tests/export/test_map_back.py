@@ -10,8 +10,8 @@ from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.evaluation import protocols
 from cmsa_tf.export.module import CMSAExportModule
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
 from tests.export.common import encode, scene
+from tests.helpers import centre_logits, tiny_segmenter
 
 SIZE, WORDS = 32, 5
 EXPRESSION = "the red square"
@@ -25,20 +25,12 @@ def model_and_vocab(tmp_path_factory):
     vocabulary = Vocabulary.build(["the red square on the left"])
     vocabulary.save(root / "vocab.txt")
     keras.utils.set_random_seed(7)
-    model = CMSASegmenter(
-        vocab_size=len(vocabulary),
-        embedding_dim=8,
-        backbone_depth=18,
-        backbone_width=4,
-        key_dims=(4, 4, 4),
-        fusion_channels=8,
-    )
+    model = tiny_segmenter(len(vocabulary))
     model({"image": np.zeros((1, SIZE, SIZE, 3), "float32"), "words": np.ones((1, WORDS), "int32")})
     # Centre the logits of the first picture at 0, so each mask has both labels and a border.
     image, _ = preprocess.preprocess_image(tf.constant(scene(*SIZES[0], seed=0)), SIZE)
     words = np.array([vocabulary.encode_padded(EXPRESSION, WORDS)[0]])
-    logits = model({"image": image[None], "words": words}).numpy()
-    model.score.bias.assign(model.score.bias.numpy() - np.median(logits))
+    centre_logits(model, {"image": image[None], "words": words})
     return model, vocabulary, str(root / "vocab.txt")
 
 

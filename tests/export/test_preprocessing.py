@@ -8,8 +8,8 @@ import tensorflow as tf
 from cmsa_tf.data import map_back, preprocess
 from cmsa_tf.data.tokenizer import Vocabulary
 from cmsa_tf.export.module import CMSAExportModule
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
 from tests.export.common import encode, scene
+from tests.helpers import tiny_segmenter
 
 SIZE, WORDS = 32, 5
 
@@ -20,14 +20,7 @@ def model_and_vocab(tmp_path_factory):
     vocabulary = Vocabulary.build(["the red square on the left"])
     vocabulary.save(root / "vocab.txt")
     keras.utils.set_random_seed(5)
-    model = CMSASegmenter(
-        vocab_size=len(vocabulary),
-        embedding_dim=8,
-        backbone_depth=18,
-        backbone_width=4,
-        key_dims=(4, 4, 4),
-        fusion_channels=8,
-    )
+    model = tiny_segmenter(len(vocabulary))
     model({"image": np.zeros((1, SIZE, SIZE, 3), "float32"), "words": np.ones((1, WORDS), "int32")})
     return model, vocabulary, str(root / "vocab.txt")
 
