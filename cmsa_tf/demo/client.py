@@ -12,6 +12,7 @@ export's own message ("the image is not a JPEG, PNG, GIF or BMP file").
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import os
@@ -27,11 +28,12 @@ from cmsa_tf.export import saving
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class ExportClient:
+class ExportClient(abc.ABC):
     """What the demo needs from an export: `predict` and a one-line `description`."""
 
     description: str = ""
 
+    @abc.abstractmethod
     def predict(self, image_bytes: bytes, expressions: Sequence[str]) -> list[dict]:
         """Segments `image_bytes` once per expression, in one request.
 
@@ -41,7 +43,6 @@ class ExportClient:
         Raises:
             cmsa_tf.predict.ItemError: the export refused the request.
         """
-        raise NotImplementedError
 
     def warm_up(self) -> None:
         """Runs one small request, so that the first visitor does not wait for TF's first call."""

@@ -161,6 +161,9 @@ def test_shapes_examples_only_for_a_shapes_export(local, tmp_path):
         assert Image.open(path).size == (160, 160) and expression.strip()
 
     class Other(client_lib.ExportClient):
+        def predict(self, image_bytes, expressions):
+            raise AssertionError("shapes_examples must not predict")
+
         def metadata(self):
             return {"config": {"data": {"dataset": "refcoco"}}}
 
