@@ -1,5 +1,7 @@
 """Eq. 2-4: cross-modal self-attention over all (position, word) pairs."""
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -302,4 +304,10 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
 
 def _paper_softmax_memory(attention_memory_bytes: int) -> int:
     """The paper kernel's budget for its all-words softmax: the layer's on a GPU, 0 on the CPU."""
-    return attention_memory_bytes if tf.config.list_logical_devices("GPU") else 0
+    return attention_memory_bytes if _gpu_visible() else 0
+
+
+@functools.cache
+def _gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (asked once: the answer does not change in a process)."""
+    return bool(tf.config.list_logical_devices("GPU"))
