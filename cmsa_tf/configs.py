@@ -105,6 +105,8 @@ def train_config() -> ml_collections.ConfigDict:
             learning_rate=2.5e-4,
             end_learning_rate=1e-5,
             decay_power=0.9,
+            # Beyond the paper: linear warm-up over this many steps before the decay (0: none).
+            warmup_steps=0,
             weight_decay=5e-4,
             bias_lr_multiplier=2.0,
             # "default": decay every kernel (conv, dense, attention projections, LSTM), biases

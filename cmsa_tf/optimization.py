@@ -1,4 +1,5 @@
-"""The optimisation recipes: Adam, polynomial decay, L2 weight decay, the bias factor.
+"""The optimisation recipes: Adam, polynomial decay (optional warm-up), L2 weight decay, the bias
+factor.
 
 `config.train.recipe` (docs/design.md, "Training recipe"):
 
@@ -128,15 +129,76 @@ class Adam(keras.optimizers.Adam):
         return config
 
 
-def learning_rate_schedule(
-    train_config: ml_collections.ConfigDict,
-) -> keras.optimizers.schedules.PolynomialDecay:
-    """Polynomial decay from `learning_rate` to `end_learning_rate` over `steps` (power 0.9)."""
-    return keras.optimizers.schedules.PolynomialDecay(
+@keras.saving.register_keras_serializable(package="cmsa_tf")
+class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 over `warmup_steps`, then polynomial decay over `decay_steps`.
+
+    Step `s < warmup_steps` takes `initial_learning_rate * (s + 1) / warmup_steps`; from
+    `warmup_steps` on it is `PolynomialDecay` of step `s` (the decay counts from step 0, so the
+    schedule ends at `end_learning_rate` on step `decay_steps` whatever the warm-up). With
+    `warmup_steps = 0` it is `PolynomialDecay` exactly.
+
+    Args:
+        initial_learning_rate, decay_steps, end_learning_rate, power: as
+            `keras.optimizers.schedules.PolynomialDecay`.
+        warmup_steps: int >= 0.
+
+    Example:
+    >>> schedule = WarmupPolynomialDecay(1e-3, decay_steps=100, warmup_steps=10)
+    >>> float(schedule(0)), float(schedule(9))
+    (0.0001, 0.001)
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        end_learning_rate: float = 1e-4,
+        power: float = 1.0,
+        warmup_steps: int = 0,
+    ):
+        if int(warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}.")
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.end_learning_rate = end_learning_rate
+        self.power = power
+        self.warmup_steps = int(warmup_steps)
+        self._decay = keras.optimizers.schedules.PolynomialDecay(
+            initial_learning_rate=initial_learning_rate,
+            decay_steps=decay_steps,
+            end_learning_rate=end_learning_rate,
+            power=power,
+        )
+
+    def __call__(self, step):
+        decayed = self._decay(step)
+        if not self.warmup_steps:
+            return decayed
+        step = ops.cast(step, decayed.dtype)
+        ramp = self.initial_learning_rate * (step + 1.0) / float(self.warmup_steps)
+        return ops.where(step < self.warmup_steps, ramp, decayed)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "end_learning_rate": self.end_learning_rate,
+            "power": self.power,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> WarmupPolynomialDecay:
+    """`config.train.warmup_steps` of linear warm-up, then polynomial decay from `learning_rate`
+    to `end_learning_rate` over `steps` (power `decay_power`, 0.9: the authors' recipe, which
+    has no warm-up)."""
+    return WarmupPolynomialDecay(
         initial_learning_rate=train_config.learning_rate,
         decay_steps=max(int(train_config.steps), 1),
         end_learning_rate=train_config.end_learning_rate,
         power=train_config.decay_power,
+        warmup_steps=train_config.get("warmup_steps", 0),
     )
 
 

@@ -122,6 +122,28 @@ def test_learning_rate_schedule_values():
         assert float(schedule(step)) == pytest.approx(0.9 * (1 - t) ** 0.9 + 0.1, rel=1e-6)
 
 
+def test_warmup_ramps_linearly_then_follows_the_decay():
+    config = _train_config(warmup_steps=4)
+    warm = optimization.learning_rate_schedule(config)
+    cold = optimization.learning_rate_schedule(_train_config())
+    for step in range(4):
+        assert float(warm(step)) == pytest.approx(1.0 * (step + 1) / 4, rel=1e-6)
+    for step in (4, 7, 10, 20):
+        assert float(warm(step)) == pytest.approx(float(cold(step)), rel=1e-6)
+
+
+def test_warmup_schedule_round_trips_and_rejects_negative_steps():
+    schedule = optimization.WarmupPolynomialDecay(1e-3, decay_steps=50, warmup_steps=5)
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule)
+    )
+    assert restored.get_config() == schedule.get_config()
+    for step in (0, 4, 5, 30, 60):
+        assert float(restored(step)) == pytest.approx(float(schedule(step)), rel=1e-7)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        optimization.WarmupPolynomialDecay(1e-3, decay_steps=50, warmup_steps=-1)
+
+
 def _one_adam_step(train_config, gradient_scale=1.0):
     optimizer = optimization.create_optimizer(train_config)
     kernel = keras.Variable(np.ones(3, np.float32), name="kernel")
