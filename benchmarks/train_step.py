@@ -1,4 +1,5 @@
-"""Training-step speed of the paper config, against the backbone forward measured in the same run.
+"""Training-step speed of the paper config, against the backbone forward and the matmul peak
+measured in the same run.
 
 For each attention form (`--forms`), the model of `--config` (default `configs/refcoco_unc.py`:
 ResNet-101 at output stride 8, T = 20 word slots, frozen backbone; `model.backbone.weights=None`,
@@ -12,11 +13,30 @@ The backbone forward alone (`model.backbone`, inference mode, a `tf.function`) r
 images: after `--warmup` untimed calls of each, the step and the backbone forward are timed in
 turn (one call of each per round, `--steps` rounds), so load from other processes on a shared
 machine hits both alike. A row gives the median seconds per step, examples/s
-(batch / step seconds), the median backbone forward and their ratio.
+(batch / step seconds), the median backbone forward and their ratio, the FLOPs of one step and
+their share of the peak.
 
-    .venv/bin/python benchmarks/train_step.py --batch_sizes 1 \
+FLOPs per step: `benchmarks/flops.py` counts the step's traced graph at the row's exact shapes
+(forward, backward, custom gradients, loop bodies times their iterations, and the optimizer
+update), with the row's words as constants so that the model's cut to the longest expression has
+a static size; counting runs one extra untimed step. Matmuls, einsums and convolutions (and their
+backprops) are counted exactly by their shapes, the element-wise ops and reductions as
+TensorFlow's registry counts them; activations, casts and data movement count 0 (flops.py's
+docstring has the details). The count is of the graph as traced, before Grappler or XLA
+(`--jit_compile`) rewrite it; dilated convolutions are counted as TF runs them (space to batch,
+which pads a feature map whose size is not a multiple of the dilation). Anything left uncounted
+is printed on stderr as "FLOPs, ...". The JSON also has each row's FLOPs by op type and the
+matmul + einsum + convolution part ("matmul+conv GFLOP/step").
+
+Share of peak: FLOPs / step seconds / the matmul peak, the rate of a square tf.matmul of side
+`--peak_size` timed before and after the rows (the better of the two): float32, or bfloat16
+under `--precision bfloat16` (float32 is measured too); the header line says which.
+
+    .venv/bin/python benchmarks/train_step.py --batch_sizes 1,8 \
         --json benchmarks/results/train_step.json
-    .venv/bin/python benchmarks/train_step.py --image_size 32 --steps 1 --forms paper \
+    .venv/bin/python benchmarks/train_step.py --batch_sizes 1,8 --precision bfloat16 \
+        --set model.backbone.trainable_stages="('res3','res4','res5')"   # the authors' flag
+    .venv/bin/python benchmarks/train_step.py --image_size 32 --steps 1 --warmup 1 --forms paper \
         --words 2 --set model.backbone.depth=18 --set model.embedding_dim=16   # a smoke test
 """
 
@@ -24,6 +44,7 @@ import argparse
 import ast
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import platform
@@ -42,6 +63,8 @@ COLUMNS = (
     "examples/s",
     "backbone fwd s",
     "step / backbone",
+    "GFLOP/step",
+    "share of peak",
 )
 
 
@@ -70,7 +93,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--jit_compile", action="store_true", help="XLA for the train step")
     parser.add_argument(
-        "--peak_size", type=int, default=2048, help="side of the float32 matmul timed for the peak"
+        "--peak_size", type=int, default=2048, help="side of the square matmul timed for the peak"
     )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -125,6 +148,7 @@ def _median_times(functions, rounds):
 
 
 def measure_form(args, form, progress):
+    import flops
     import numpy as np
     import tensorflow as tf
 
@@ -144,8 +168,7 @@ def measure_form(args, form, progress):
     optimizer.build(variables)
     train = config.train
 
-    @tf.function(reduce_retracing=True, jit_compile=args.jit_compile)
-    def train_step(image, words, mask):
+    def step_function(image, words, mask):
         with tf.GradientTape() as tape:
             logits = model({"image": image, "words": words}, training=True)
             per_example = losses.sigmoid_cross_entropy(mask, logits, train.loss_reduction)
@@ -153,6 +176,8 @@ def measure_form(args, form, progress):
             loss = data_loss + optimization.l2_penalty(variables, train.weight_decay)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
+
+    train_step = tf.function(step_function, reduce_retracing=True, jit_compile=args.jit_compile)
 
     @tf.function(reduce_retracing=True)
     def backbone_forward(image):
@@ -169,6 +194,11 @@ def measure_form(args, form, progress):
             words = np.zeros((batch, num_slots), "int32")
             words[:, num_slots - real :] = rng.integers(1, args.vocab_size, size=(batch, real))
             words = tf.constant(words)
+            # Counted on its own trace of this row's shapes, the words as constants (the model
+            # cuts them to the longest expression); runs one untimed step.
+            counted = flops.count_call(step_function, (image, words, mask), constant=(1,))
+            for note in counted.notes:
+                print(f"FLOPs, {form} batch {batch} words {real}: {note}", file=sys.stderr)
 
             def step(image=image, words=words, mask=mask):
                 train_step(image, words, mask).numpy()
@@ -188,6 +218,10 @@ def measure_form(args, form, progress):
                     "examples/s": round(batch / step_s, 4),
                     "backbone fwd s": round(forward_s, 6),
                     "step / backbone": round(step_s / forward_s, 4),
+                    "GFLOP/step": round(counted.total / 1e9, 6),
+                    "FLOP/step": counted.total,
+                    "matmul+conv GFLOP/step": round(counted.matrix / 1e9, 6),
+                    "FLOP/step by op": dict(counted.by_type.most_common()),
                 }
             )
             progress.update(1)
@@ -196,16 +230,24 @@ def measure_form(args, form, progress):
     return rows, {"image_size": size, "T": num_slots, "trainable_parameters": trainable}
 
 
-def matmul_peak(size, rounds=3):
-    """GFLOP/s of a float32 [size, size] x [size, size] tf.matmul (the best of `rounds`)."""
+def matmul_peak(size, dtype="float32", rounds=3):
+    """GFLOP/s of a [size, size] x [size, size] tf.matmul in `dtype` (the best of `rounds`)."""
     import tensorflow as tf
 
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
+    a = tf.random.normal([size, size], dtype=dtype)
+    b = tf.random.normal([size, size], dtype=dtype)
     matmul = tf.function(lambda: tf.matmul(a, b))
     matmul().numpy()
     best = min(_median_times([lambda: matmul().numpy()], 1)[0] for _ in range(rounds))
     return 2 * size**3 / best / 1e9
+
+
+def _significant(value, digits=3):
+    """`value` with `digits` significant digits, without an exponent (0.0123, 1.23, 1234)."""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
 
 
 def _cell(column, value):
@@ -215,6 +257,10 @@ def _cell(column, value):
         return f"{value:.2f}"
     if column == "step / backbone":
         return f"{value:.1f}x"
+    if column == "GFLOP/step":
+        return _significant(value)
+    if column == "share of peak":
+        return _significant(100 * value) + "%"
     return str(value)
 
 
@@ -229,24 +275,38 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))  # flops.py
     import tensorflow as tf
     from tqdm import tqdm
 
-    peak = matmul_peak(args.peak_size)
+    # The peak of the row's precision (float32 always measured), before and after the rows.
+    dtypes = ["float32"] + (["bfloat16"] if args.precision == "bfloat16" else [])
+    peaks = {dtype: [matmul_peak(args.peak_size, dtype)] for dtype in dtypes}
     rows, models = [], {}
     total = len(args.forms) * len(args.batch_sizes) * len(args.words)
     with tqdm(total=total, desc="train steps", file=sys.stderr) as progress:
         for form in args.forms:
             form_rows, models[form] = measure_form(args, form, progress)
             rows.extend(form_rows)
-    peak_after = matmul_peak(args.peak_size)
+    for dtype in dtypes:
+        peaks[dtype].append(matmul_peak(args.peak_size, dtype))
+    peak_dtype = dtypes[-1]
+    peak = max(peaks[peak_dtype])
+    for row in rows:
+        row["share of peak"] = round(row["FLOP/step"] / 1e9 / row["step s"] / peak, 6)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, TF {tf.__version__}"
     precision = args.precision or "float32"
+    measured = "; ".join(
+        f"{dtype} matmul {args.peak_size}^3: {before:.0f} GFLOP/s before the rows, "
+        f"{after:.0f} after"
+        for dtype, (before, after) in peaks.items()
+    )
     print(
         f"{pathlib.Path(args.config).name}, random weights, {precision}"
         f"{', XLA' if args.jit_compile else ''}, overrides {args.set or 'none'}, {machine}; "
-        f"median of {args.steps} steps after {args.warmup} warm-up; float32 matmul "
-        f"{args.peak_size}^3: {peak:.0f} GFLOP/s before the rows, {peak_after:.0f} after"
+        f"median of {args.steps} steps after {args.warmup} warm-up; {measured}; "
+        f"share of peak = GFLOP/step / step s / {peak:.0f} GFLOP/s (the {peak_dtype} matmul, "
+        "the better of before and after)"
     )
     print(format_table(rows))
     if args.json:
@@ -257,7 +317,14 @@ def main(argv=None):
             "overrides": args.set,
             "precision": precision,
             "jit_compile": args.jit_compile,
-            "matmul_gflops": [round(peak, 1), round(peak_after, 1)],
+            "matmul_gflops": [round(x, 1) for x in peaks["float32"]],
+            **(
+                {"matmul_gflops_bfloat16": [round(x, 1) for x in peaks["bfloat16"]]}
+                if "bfloat16" in peaks
+                else {}
+            ),
+            "peak_gflops": round(peak, 1),
+            "peak_dtype": peak_dtype,
             "steps": args.steps,
             "warmup": args.warmup,
             "machine": machine,

@@ -4,6 +4,7 @@ import pytest
 
 import cmsa_tf
 from cmsa_tf import configs
+from cmsa_tf.layers import official_kernels
 
 PAPER_CONFIGS = ["refcoco_unc", "refcoco+_unc", "refcocog_umd", "refcocog_google", "referit"]
 
@@ -34,6 +35,9 @@ def test_paper_settings(name, load):
     assert tuple(official.model.attention.key_dims) == (512, 128, 64)
     assert tuple(official.model.attention.reduce_dims) == (None, 256, 128)
     assert official.model.res5_projection_dim == 1000
+    for form_config in (config, official):
+        memory = form_config.model.attention.attention_memory_bytes
+        assert memory == official_kernels.DEFAULT_ATTENTION_MEMORY_BYTES == 1 << 30
 
 
 def test_unknown_argument(load):

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from cmsa_tf.layers import real_words
+from cmsa_tf.layers.official_kernels import DEFAULT_ATTENTION_MEMORY_BYTES
 from cmsa_tf.models import components
 from cmsa_tf.models.atrous_resnet import AtrousResNet
 from cmsa_tf.models.components import LEVEL_NAMES
@@ -53,6 +54,9 @@ class CMSASegmenter(keras.Model):
             2048 -> 1000).
         fusion_channels: channels of every level entering the fusion (500 in the paper).
         query_chunk_size: query positions per chunk in the official form's bounded kernel.
+        attention_memory_bytes: memory each level's attention may keep for the backward pass
+            (default 1 GiB; see `CrossModalSelfAttention`): above it the official kernel
+            recomputes its attention in chunks and the paper kernel goes one word at a time.
         attention_variant: Table 2. `"cmsa"` (the full cross-modal self-attention), or an
             ablation of it (`AblatedCrossModalAttention`, paper form only): `"none"`, `"word"`,
             `"pixel"` or `"word_pixel_pair"`.
@@ -108,6 +112,7 @@ class CMSASegmenter(keras.Model):
         res5_projection_dim: int | None = None,
         fusion_channels: int = 500,
         query_chunk_size: int = 256,
+        attention_memory_bytes: int = DEFAULT_ATTENTION_MEMORY_BYTES,
         attention_variant: str = "cmsa",
         word_representation: str = "words",
         fusion: str = "gated",
@@ -146,6 +151,7 @@ class CMSASegmenter(keras.Model):
         self.res5_projection_dim = res5_projection_dim
         self.fusion_channels = fusion_channels
         self.query_chunk_size = query_chunk_size
+        self.attention_memory_bytes = attention_memory_bytes
         self.attention_variant = attention_variant
         self.word_representation = word_representation
         self.fusion = fusion
@@ -213,6 +219,7 @@ class CMSASegmenter(keras.Model):
                 key_dim=key_dim,
                 reduce_dim=reduce_dim,
                 query_chunk_size=self.query_chunk_size,
+                attention_memory_bytes=self.attention_memory_bytes,
                 name=f"{name}_attention",
             )
             visual_shape = level_shape(name, channels[name])
@@ -384,6 +391,7 @@ class CMSASegmenter(keras.Model):
             res5_projection_dim=self.res5_projection_dim,
             fusion_channels=self.fusion_channels,
             query_chunk_size=self.query_chunk_size,
+            attention_memory_bytes=self.attention_memory_bytes,
             attention_variant=self.attention_variant,
             word_representation=self.word_representation,
             fusion=self.fusion,
@@ -443,6 +451,9 @@ def build_model(
         res5_projection_dim=model_config.get("res5_projection_dim"),
         fusion_channels=model_config.fusion_channels,
         query_chunk_size=attention.query_chunk_size,
+        attention_memory_bytes=attention.get(
+            "attention_memory_bytes", DEFAULT_ATTENTION_MEMORY_BYTES
+        ),
         attention_variant=attention.get("variant", "cmsa"),
         word_representation=model_config.get("word_representation", "words"),
         fusion=fusion,

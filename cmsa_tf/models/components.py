@@ -18,6 +18,7 @@ from cmsa_tf.layers.bag_of_words import BagOfWords
 from cmsa_tf.layers.contextual_words import WORD_CONTEXTS, ContextualWords
 from cmsa_tf.layers.cross_modal_self_attention import CrossModalSelfAttention
 from cmsa_tf.layers.gated_multilevel_fusion import GatedMultiLevelFusion
+from cmsa_tf.layers.official_kernels import DEFAULT_ATTENTION_MEMORY_BYTES
 
 LEVEL_NAMES = ("res5", "res4", "res3")
 # The ablations of Tables 2 and 3 (docs/ablations.md); each tuple starts with the paper's choice.
@@ -78,12 +79,14 @@ def build_attention(
     key_dim: int = 512,
     reduce_dim: int | None = None,
     query_chunk_size: int = 256,
+    attention_memory_bytes: int = DEFAULT_ATTENTION_MEMORY_BYTES,
     name: str | None = None,
 ):
     """One level's Eq. 2-4 layer: `CrossModalSelfAttention` for "cmsa", else its ablation.
 
     An ablation (`AblatedCrossModalAttention`, paper form only) takes `key_dim`; the form's
-    other arguments (`implementation`, `reduce_dim`, `query_chunk_size`) are the full layer's.
+    other arguments (`implementation`, `reduce_dim`, `query_chunk_size`,
+    `attention_memory_bytes`) are the full layer's.
     """
     check_attention(variant, form)
     if variant == "cmsa":
@@ -93,6 +96,7 @@ def build_attention(
             key_dim=key_dim,
             reduce_dim=reduce_dim,
             query_chunk_size=query_chunk_size,
+            attention_memory_bytes=attention_memory_bytes,
             name=name,
         )
     return AblatedCrossModalAttention(variant=variant, key_dim=key_dim, name=name)

@@ -17,6 +17,7 @@ from cmsa_tf.layers import (
     SentenceEncoder,
     SingleLevel,
 )
+from cmsa_tf.layers.official_kernels import DEFAULT_ATTENTION_MEMORY_BYTES
 from cmsa_tf.losses import SegmentationLoss
 from cmsa_tf.models.cmsa_segmenter import CMSASegmenter, build_model
 
@@ -111,6 +112,26 @@ def test_config_fields_reach_the_model(config_loader):
     assert model.key_dims == (model_config.attention.key_dims[0],)
     assert model.reduce_dims == (model_config.attention.reduce_dims[0],)
     assert model.gammas == []
+
+
+@pytest.mark.parametrize("form", ["paper", "official"])
+def test_attention_memory_budget_reaches_every_attention_layer(form, tiny_config):
+    config = tiny_config("unused", form)
+    assert config.model.attention.attention_memory_bytes == DEFAULT_ATTENTION_MEMORY_BYTES
+    config.model.attention.attention_memory_bytes = 12345
+    model = build_model(config.model, vocab_size=20, image_size=32, max_words=6)
+    assert len(model.attention_layers) == 3
+    for layer in model.attention_layers:
+        assert type(layer) is CrossModalSelfAttention and layer.form == form
+        assert layer.attention_memory_bytes == 12345
+    assert model.get_config()["attention_memory_bytes"] == 12345
+    clone = CMSASegmenter.from_config(model.get_config())
+    clone.build({"image": (1, 32, 32, 3), "words": (1, 6)})
+    assert [layer.attention_memory_bytes for layer in clone.attention_layers] == [12345] * 3
+    # A config written before the field existed gets the layers' default.
+    del config.model.attention["attention_memory_bytes"]
+    model = build_model(config.model, vocab_size=20, image_size=32, max_words=6)
+    assert model.attention_memory_bytes == DEFAULT_ATTENTION_MEMORY_BYTES
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from cmsa_tf.layers import (
     SelfGatedFusion,
     SentenceEncoder,
     SingleLevel,
+    official_kernels,
 )
 from cmsa_tf.models import components
 
@@ -24,6 +25,9 @@ def test_build_attention_makes_the_full_layer_or_its_ablation():
     assert type(layer) is CrossModalSelfAttention and layer.name == "res4_attention"
     assert (layer.form, layer.implementation, layer.key_dim) == ("official", "chunked", 8)
     assert (layer.reduce_dim, layer.query_chunk_size) == (4, 5)
+    assert layer.attention_memory_bytes == official_kernels.DEFAULT_ATTENTION_MEMORY_BYTES
+    layer = components.build_attention("cmsa", key_dim=8, attention_memory_bytes=99)
+    assert (layer.form, layer.attention_memory_bytes) == ("paper", 99)
     for variant in ("none", "word", "pixel", "word_pixel_pair"):
         layer = components.build_attention(variant, key_dim=8)
         assert type(layer) is AblatedCrossModalAttention
