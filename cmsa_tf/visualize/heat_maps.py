@@ -29,6 +29,8 @@ SCORE_CRITERIA = ("weighted", "score", "correlation")
 
 def _check_features(features):
     features = np.asarray(features)
+    if features.dtype.name == "bfloat16":  # ml_dtypes' type (mixed precision), not np.number
+        features = features.astype(np.float32)
     if features.ndim != 3:
         raise ValueError(f"features must have shape [h, w, C], got shape {features.shape}.")
     if 0 in features.shape:

@@ -41,6 +41,28 @@ def test_heat_map_constant_and_resize_properties():
     np.testing.assert_allclose(visualize.resize_bilinear(values, (5, 7)), values)
 
 
+def test_heat_map_of_bfloat16_features_equals_float32():
+    # Mixed-precision models (config.train.mixed_precision="bfloat16") hand over ml_dtypes'
+    # bfloat16 arrays, which numpy does not count as np.number.
+    import ml_dtypes
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(4, 5, 3)).astype(ml_dtypes.bfloat16)
+    kernel, bias = rng.normal(size=(1, 1, 3, 1)).astype(np.float32), np.zeros(1, np.float32)
+    as_float = features.astype(np.float32)
+    for criterion, weights in (
+        ("mean", {}),
+        ("weighted", dict(score_kernel=kernel, score_bias=bias)),
+    ):
+        np.testing.assert_array_equal(
+            visualize.heat_map(features, (8, 10), criterion=criterion, **weights),
+            visualize.heat_map(as_float, (8, 10), criterion=criterion, **weights),
+        )
+    features[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        visualize.heat_map(features, (8, 10), criterion="mean")
+
+
 def test_heat_map_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r"features must have shape \[h, w, C\]"):
         visualize.heat_map(np.ones((4, 4)), (8, 8), criterion="mean")
