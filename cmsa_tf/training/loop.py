@@ -59,10 +59,10 @@ def train_loop(trainer: Trainer, progress: bool = True) -> dict:
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved for that step).
     """
     config = trainer.config
+    start = trainer.restore()  # before config.json: a mismatched config must not overwrite it
     if trainer.chief:
         with tf.io.gfile.GFile(os.path.join(trainer.workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
-    start = trainer.restore()
     total = int(config.train.steps)
     if start >= total:
         logging.info("Already trained to step %d of %d.", start, total)

@@ -94,19 +94,36 @@ class Trainer:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self) -> int:
-        """Restores the latest checkpoint, if any; returns the step it resumed at."""
+        """Restores the latest checkpoint, if any; returns the step it resumed at.
+
+        Raises:
+            ValueError: the checkpoint does not hold this config's model (the workdir was
+                trained with another config); nothing in the workdir is changed.
+        """
         latest = self.manager.latest_checkpoint
         if latest and not _has_optimizer(latest):
             # An imported model (cmsa_tf.import_authors): its weights and step, a fresh optimiser.
             checkpoint = tf.train.Checkpoint(model=self.model, step=self.optimizer.iterations)
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            self._restore_matching(checkpoint, latest)
             logging.info("Fine-tuning %s from step %d (fresh optimiser).", latest, self.step)
         elif latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self._restore_matching(self.checkpoint, latest)
             logging.info("Resumed from %s at step %d.", latest, self.step)
         else:
             logging.info("No checkpoint in %s: starting from scratch.", self.manager.directory)
         return self.step
+
+    def _restore_matching(self, checkpoint: tf.train.Checkpoint, path: str) -> None:
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            first_line = str(error).splitlines()[0][:300]
+            raise ValueError(
+                f"The checkpoint {path} in --workdir={self.workdir} does not hold the model of "
+                f"this config: it was trained with another config (the one in "
+                f"{os.path.join(self.workdir, 'config.json')}). Train in a new --workdir, or "
+                f"resume with the config it was trained with. ({first_line})"
+            ) from None
 
     def save(self) -> str:
         """Writes a checkpoint numbered by the current step; returns its path."""

@@ -85,6 +85,27 @@ def test_resume_continues_step_and_optimizer(tmp_path, tiny_shapes_tfrecords, ti
 
 
 @pytest.mark.slow
+def test_resume_with_another_config_names_the_workdir_and_keeps_its_config(
+    tmp_path, tiny_shapes_tfrecords, tiny_config
+):
+    workdir = str(tmp_path / "run")
+    config = tiny_config(tiny_shapes_tfrecords)
+    config.train.steps = 2
+    train_and_evaluate(config, workdir, progress=False)
+    saved = open(os.path.join(workdir, "config.json")).read()
+
+    other = tiny_config(tiny_shapes_tfrecords)
+    other.train.steps = 4
+    other.model.fusion_channels = config.model.fusion_channels * 2  # another model
+    with pytest.raises(ValueError, match=r"does not hold the model of this config") as error:
+        train_and_evaluate(other, workdir, progress=False)
+    assert workdir in str(error.value) and "config.json" in str(error.value)
+    # Nothing lost: the run's config and checkpoint are as they were.
+    assert open(os.path.join(workdir, "config.json")).read() == saved
+    assert checkpoint_steps(workdir) == [2]
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     tmp_path, tiny_shapes_tfrecords, tiny_config, monkeypatch
 ):
