@@ -152,7 +152,7 @@ def time_model(args):
     """Training steps per second of the paper config at batch 1; (rate, note)."""
     try:
         from cmsa_tf.losses import sigmoid_cross_entropy
-        from cmsa_tf.models.cmsa_segmenter import build_model
+        from cmsa_tf.models.factory import build_model
 
         spec = importlib.util.spec_from_file_location(
             "refcoco_unc_config", os.path.join(REPO_ROOT, "configs", "refcoco_unc.py")

@@ -49,7 +49,7 @@ from cmsa_tf.data import map_back, preprocess  # noqa: E402
 from cmsa_tf.data.tokenizer import Vocabulary  # noqa: E402
 from cmsa_tf.export import module as export_module  # noqa: E402
 from cmsa_tf.export import saving  # noqa: E402
-from cmsa_tf.models.cmsa_segmenter import build_model  # noqa: E402
+from cmsa_tf.models.factory import build_model  # noqa: E402
 
 VOCAB_SIZES = {
     "refcoco_unc": 12112,

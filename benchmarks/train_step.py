@@ -153,7 +153,7 @@ def measure_form(args, form, progress):
     import tensorflow as tf
 
     from cmsa_tf import losses, optimization
-    from cmsa_tf.models.cmsa_segmenter import build_model
+    from cmsa_tf.models.factory import build_model
     from cmsa_tf.training.precision import set_precision
 
     config = load_config(args.config, form, args.set)

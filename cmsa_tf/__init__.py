@@ -9,11 +9,11 @@ def build_model(
     image_size: int | None = None,
     max_words: int | None = None,
 ):
-    """Builds the CMSA model from `config.model`; see `cmsa_tf.models.cmsa_segmenter.build_model`.
+    """Builds the CMSA model from `config.model`; see `cmsa_tf.models.factory.build_model`.
 
     Imported on first use, so `import cmsa_tf` does not load TensorFlow.
     """
-    from cmsa_tf.models.cmsa_segmenter import build_model as _build_model
+    from cmsa_tf.models.factory import build_model as _build_model
 
     return _build_model(
         model_config, vocab_size=vocab_size, image_size=image_size, max_words=max_words

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf import optimization
-from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.models.factory import build_model
 from tests.helpers import tiny_shapes_config
 
 BACKBONE_KERNELS = [

@@ -4,7 +4,8 @@
 turns those into model inputs with the preprocessing of `cmsa_tf.data.preprocess`
 (docs/design.md, "Preprocessing and the map back"), and `make_dataset` / `dataset_from_manifest`
 assemble the `tf.data` pipeline over TFRecord files or one split of a manifest
-(`cmsa_tf.data.manifest`).
+(`cmsa_tf.data.manifest`), optionally with batches grouped by expression length
+(`cmsa_tf.data.bucketing`).
 
 No training augmentation by default: the authors used none, and a plain horizontal flip would be
 wrong here because expressions say "left" / "right". `cmsa_tf.data.augment` has flips that
@@ -35,7 +36,8 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from cmsa_tf.data import image_io, manifest, preprocess, schema
+from cmsa_tf.data import bucketing, image_io, manifest, preprocess, schema
+from cmsa_tf.data.bucketing import check_length_buckets  # also importable from here
 from cmsa_tf.data.preprocess import DEFAULT_IMAGE_SIZE
 
 DEFAULT_MAX_WORDS = 20
@@ -314,10 +316,7 @@ def make_dataset(
             e.g. `(4, 8, 12, 16)`; bounds at or above `max_words` are dropped and `max_words`
             is the last one (`check_length_buckets`). Each expression goes
             to the smallest bucket that holds its words, batches are formed within a bucket
-            (`tf.data` `group_by_window`) and their `words` cut to that bucket's bound, so a
-            batch is not padded to one long sentence and a `tf.function` (or XLA) sees only
-            these few shapes. Batches are always full (the remainder of a bucket is dropped
-            only where `drop_remainder` drops it).
+            and their `words` cut to that bucket's bound (`cmsa_tf.data.bucketing`).
 
     Returns:
         A `tf.data.Dataset` of dicts.
@@ -393,7 +392,7 @@ def make_dataset(
     if length_buckets is None:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     else:
-        dataset = _bucket_by_length(
+        dataset = bucketing.bucket_by_length(
             dataset, check_length_buckets(length_buckets, max_words), batch_size, drop_remainder
         )
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
@@ -402,46 +401,6 @@ def make_dataset(
     options.deterministic = ordered
     options.experimental_optimization.map_parallelization = True
     return dataset.with_options(options)
-
-
-def check_length_buckets(length_buckets: Sequence[int], max_words: int) -> tuple[int, ...]:
-    """The bucket bounds: those of `length_buckets` below `max_words`, then `max_words`.
-
-    Raises:
-        ValueError: a bound that is not a positive int, or bounds that do not increase.
-    """
-    bounds = tuple(length_buckets)
-    if not bounds or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bounds):
-        raise ValueError(f"length_buckets must be positive ints, got {length_buckets!r}.")
-    if any(b >= c for b, c in zip(bounds, bounds[1:])):
-        raise ValueError(f"length_buckets must increase, got {length_buckets!r}.")
-    return tuple(b for b in bounds if b < max_words) + (max_words,)
-
-
-def _bucket_by_length(dataset, bounds, batch_size, drop_remainder):
-    """Batches of expressions of one bucket, their `words` cut to the bucket's bound."""
-    bounds_t = tf.constant(bounds, tf.int32)
-
-    def bucket_of(element):
-        length = tf.reduce_sum(tf.cast(element["words"] != 0, tf.int32))
-        return tf.cast(tf.argmax(tf.cast(bounds_t >= length, tf.int32)), tf.int64)
-
-    def cut(element):  # real words sit first (pad_words pads at the end)
-        bound = bounds_t[bucket_of(element)]
-        words = element["words"]
-        tf.debugging.assert_equal(
-            tf.reduce_sum(tf.cast(words[bound:] != 0, tf.int32)),
-            0,
-            message="length bucketing: a word lies beyond its bucket's bound",
-        )
-        return {**element, "words": words[:bound]}
-
-    def batch(key, window):
-        return window.batch(batch_size, drop_remainder=drop_remainder)
-
-    return dataset.map(cut, num_parallel_calls=tf.data.AUTOTUNE).group_by_window(
-        key_func=bucket_of, reduce_func=batch, window_size=batch_size
-    )
 
 
 def dataset_from_manifest(manifest_path_or_dir, split: str, **kwargs) -> tf.data.Dataset:

@@ -7,7 +7,8 @@ import tensorflow as tf
 from cmsa_tf.data import manifest
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.models.atrous_resnet import default_stem
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter, build_model
+from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+from cmsa_tf.models.factory import build_model
 
 # Training writes its tf.train.Checkpoint files to `<workdir>/CHECKPOINT_DIR`.
 CHECKPOINT_DIR = "checkpoints"

@@ -12,7 +12,7 @@ from absl import logging
 
 from cmsa_tf import losses, optimization
 from cmsa_tf.data import augment, manifest, pipeline
-from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.models.factory import build_model
 from cmsa_tf.models.restore import checkpoint_dir
 from cmsa_tf.training.precision import set_precision
 from cmsa_tf.training.strategies import is_chief

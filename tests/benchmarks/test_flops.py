@@ -251,7 +251,7 @@ def test_backbone_convolutions_match_the_layers():
 def _tiny_step_flops(form, real_words, attention_memory_bytes):
     """FLOPs of forward + backward of the tiny CMSA model (tests/helpers.py) at 32 x 32: every
     level at 4 x 4 positions, d = 4, T = 6 slots of which `real_words` real, batch 2."""
-    from cmsa_tf.models.cmsa_segmenter import build_model
+    from cmsa_tf.models.factory import build_model
     from tests.helpers import tiny_shapes_config
 
     config = tiny_shapes_config("unused", form)

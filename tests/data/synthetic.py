@@ -1,9 +1,16 @@
-"""Shared by the data tests: synthetic images and masks, NumPy references of the preprocessing."""
+"""Shared by the data tests: synthetic images, masks and records, NumPy references of the
+preprocessing."""
 
 import io
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
+
+from cmsa_tf.data import schema
+
+# (height, width) of the synthetic examples; example i has first word id i + 1.
+SIZES = [(24, 32), (32, 24), (30, 30), (20, 36), (40, 28), (33, 17), (16, 16), (45, 60)]
 
 
 def encode(array, fmt="PNG", **kwargs):
@@ -18,6 +25,44 @@ def blob(height, width, cy=0.5, cx=0.5, ry=0.3, rx=0.35):
     yy, xx = np.mgrid[:height, :width]
     inside = ((yy + 0.5) / height - cy) ** 2 / ry**2 + ((xx + 0.5) / width - cx) ** 2 / rx**2
     return (inside <= 1.0).astype(np.uint8)
+
+
+def record(image, mask, ids, index=0, image_bytes=None, fmt="png"):
+    """A serialized `tf.train.Example` (schema.py); ids 1000 / 2000 / 3000 / 4000 + `index`."""
+    height, width = mask.shape
+    return schema.serialize_example(
+        image_encoded=image_bytes if image_bytes is not None else encode(image),
+        image_format=fmt,
+        height=height,
+        width=width,
+        mask_png=encode(mask),
+        expression=" ".join(f"w{i}" for i in ids),
+        ids=ids,
+        image_id=1000 + index,
+        ref_id=2000 + index,
+        ann_id=3000 + index,
+        sentence_id=4000 + index,
+    )
+
+
+def write_records(path, records):
+    """Serialized records -> one TFRecord file at `path`; returns the path as a str."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for serialized in records:
+            writer.write(serialized)
+    return str(path)
+
+
+def examples():
+    """8 (image, mask, ids) of the `SIZES`; example i has 1 + i % 4 words, the first i + 1."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i, (h, w) in enumerate(SIZES):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = blob(h, w, cy=0.4 + 0.02 * i, cx=0.5)
+        ids = [i + 1] + list(range(50, 50 + (i % 4)))
+        out.append((image, mask, ids))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

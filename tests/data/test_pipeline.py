@@ -15,63 +15,16 @@ from PIL import Image
 from cmsa_tf.data import map_back, pipeline, preprocess, schema
 from tests.data.synthetic import blob as _blob
 from tests.data.synthetic import encode as _encode
+from tests.data.synthetic import examples as _examples
 from tests.data.synthetic import iou as _iou
 from tests.data.synthetic import np_resize_and_pad as _np_resize_and_pad
+from tests.data.synthetic import record as _record
+from tests.data.synthetic import write_records as _write
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEAN_BGR = np.array([104.00699, 116.66877, 122.67891], np.float32)
 SIZE = 32
 MAX_WORDS = 6
-# (height, width) of the synthetic examples; example i has first word id i + 1.
-SIZES = [(24, 32), (32, 24), (30, 30), (20, 36), (40, 28), (33, 17), (16, 16), (45, 60)]
-
-
-def _record(image, mask, ids, index=0, image_bytes=None, fmt="png"):
-    height, width = mask.shape
-    return schema.serialize_example(
-        image_encoded=image_bytes if image_bytes is not None else _encode(image),
-        image_format=fmt,
-        height=height,
-        width=width,
-        mask_png=_encode(mask),
-        expression=" ".join(f"w{i}" for i in ids),
-        ids=ids,
-        image_id=1000 + index,
-        ref_id=2000 + index,
-        ann_id=3000 + index,
-        sentence_id=4000 + index,
-    )
-
-
-def _write(path, records):
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return str(path)
-
-
-def _examples():
-    rng = np.random.default_rng(0)
-    examples = []
-    for i, (h, w) in enumerate(SIZES):
-        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        mask = _blob(h, w, cy=0.4 + 0.02 * i, cx=0.5)
-        ids = [i + 1] + list(range(50, 50 + (i % 4)))
-        examples.append((image, mask, ids))
-    return examples
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """8 examples in two files; returns (directory, files, examples)."""
-    directory = tmp_path_factory.mktemp("records")
-    examples = _examples()
-    recs = [_record(image, mask, ids, i) for i, (image, mask, ids) in enumerate(examples)]
-    files = [
-        _write(directory / "train-00000-of-00002.tfrecord", recs[:4]),
-        _write(directory / "train-00001-of-00002.tfrecord", recs[4:]),
-    ]
-    return directory, files, examples
 
 
 def _first_ids(dataset, num_batches=None):
@@ -445,52 +398,3 @@ def test_parser_takes_the_preprocessing_option():
     assert not np.array_equal(default["mask"].numpy(), out["mask"].numpy())
     with pytest.raises(ValueError, match="preprocessing must be one of"):
         pipeline.Parser(preprocessing="skimage")
-
-
-# ---------------------------------------------------------------------------------------------
-# Length bucketing.
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("training", [False, True])
-def test_length_buckets_pad_each_batch_to_a_bound_and_lose_nothing(records, training):
-    _, files, examples = records  # expressions of 1, 2, 3, 4, 1, 2, 3, 4 words
-    common = dict(image_size=SIZE, max_words=MAX_WORDS, batch_size=2, training=training)
-    if training:
-        common.update(repeat=1, deterministic=True, drop_remainder=False)
-    plain = {
-        int(element["words"][0]): element
-        for batch in pipeline.make_dataset(files, **common)
-        for element in [{k: v[i] for k, v in batch.items()} for i in range(len(batch["words"]))]
-    }
-    bucketed = list(pipeline.make_dataset(files, length_buckets=(2, 4), **common))
-    seen = []
-    for batch in bucketed:
-        words = batch["words"].numpy()
-        lengths = (words != 0).sum(1)
-        # The smallest bound of (2, 4, 6) that holds every expression of the batch, the same
-        # bucket for all of them.
-        bound = words.shape[1]
-        assert bound in (2, 4)
-        assert all(bound == (2 if n <= 2 else 4) for n in lengths)
-        for i, row in enumerate(words):
-            first = int(row[0])
-            seen.append(first)
-            np.testing.assert_array_equal(row, plain[first]["words"].numpy()[:bound])
-            np.testing.assert_array_equal(batch["image"][i], plain[first]["image"])
-            np.testing.assert_array_equal(batch["mask"][i], plain[first]["mask"])
-    assert sorted(seen) == sorted(plain) == [ids[0] for _, _, ids in examples]
-
-
-def test_length_buckets_bad_bounds_raise(records):
-    _, files, _ = records
-    for buckets, message in (
-        ((4, 2), "increase"),
-        ((0, 4), "positive"),
-    ):
-        with pytest.raises(ValueError, match=message):
-            pipeline.make_dataset(
-                files, max_words=MAX_WORDS, batch_size=2, training=True, length_buckets=buckets
-            )
-    assert pipeline.check_length_buckets((2, 4), 6) == (2, 4, 6)
-    assert pipeline.check_length_buckets([3, 6, 9], 6) == (3, 6)

@@ -15,7 +15,7 @@ from cmsa_tf.data import manifest as manifest_lib
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.export import saving
 from cmsa_tf.models import restore
-from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.models.factory import build_model
 from tests import helpers
 from tests.export.common import STEP, subprocess_env
 

@@ -9,17 +9,14 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.layers import (
-    AblatedCrossModalAttention,
     BagOfWords,
     CrossModalSelfAttention,
     GatedMultiLevelFusion,
-    SelfGatedFusion,
-    SentenceEncoder,
-    SingleLevel,
 )
 from cmsa_tf.layers.official_kernels import DEFAULT_ATTENTION_MEMORY_BYTES
 from cmsa_tf.losses import SegmentationLoss
-from cmsa_tf.models.cmsa_segmenter import CMSASegmenter, build_model
+from cmsa_tf.models.cmsa_segmenter import CMSASegmenter
+from cmsa_tf.models.factory import build_model
 
 TINY = dict(
     vocab_size=30,
@@ -86,32 +83,6 @@ def test_default_model_is_the_paper_model(form):
     embeddings = model.word_embedding.embeddings.numpy()
     assert embeddings.min() >= -0.08 and embeddings.max() <= 0.08 and embeddings.std() > 0.03
     assert (model.res5_projection is None) == (form == "paper")
-
-
-def test_config_fields_reach_the_model(config_loader):
-    config = config_loader("shapes")
-    model_config = config.model
-    assert model_config.attention.variant == "cmsa"
-    assert (model_config.word_representation, model_config.fusion) == ("words", "gated")
-    model_config.attention.variant = "pixel"
-    model_config.word_representation = "sentence"
-    model_config.fusion = "self_gated"
-    model = build_model(model_config, vocab_size=20, image_size=32, max_words=4)
-    assert (model.attention_variant, model.word_representation, model.fusion) == (
-        "pixel",
-        "sentence",
-        "self_gated",
-    )
-    assert all(isinstance(layer, AblatedCrossModalAttention) for layer in model.attention_layers)
-    assert isinstance(model.word_encoder, SentenceEncoder)
-    assert isinstance(model.fusion_layer, SelfGatedFusion)
-    # fusion="single": build_model passes the first level and its dimensions.
-    model_config.fusion = "single"
-    model = build_model(model_config, vocab_size=20, image_size=32, max_words=4)
-    assert model.levels == ("res5",) and isinstance(model.fusion_layer, SingleLevel)
-    assert model.key_dims == (model_config.attention.key_dims[0],)
-    assert model.reduce_dims == (model_config.attention.reduce_dims[0],)
-    assert model.gammas == []
 
 
 @pytest.mark.parametrize("form", ["paper", "official"])

@@ -114,7 +114,7 @@ def compute_case(name, arg, variant):
 
 
 def _compute(model_config):
-    from cmsa_tf.models.cmsa_segmenter import build_model
+    from cmsa_tf.models.factory import build_model
 
     model = build_model(
         model_config, vocab_size=VOCAB_SIZE, image_size=IMAGE_SIZE, max_words=WORDS.shape[1]

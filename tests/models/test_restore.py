@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from cmsa_tf.data import manifest
 from cmsa_tf.models import restore
-from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.models.factory import build_model
 from tests.helpers import TINY_OVERRIDES, load_config
 
 VOCAB_SIZE = 20

@@ -270,7 +270,7 @@ def import_to_workdir(
     from cmsa_tf.data import tokenizer as tokenizer_lib
     from cmsa_tf.models import restore
     from cmsa_tf.models.atrous_resnet import default_stem
-    from cmsa_tf.models.cmsa_segmenter import build_model
+    from cmsa_tf.models.factory import build_model
 
     checkpoint_dir = restore.checkpoint_dir(workdir)
     if tf.train.latest_checkpoint(checkpoint_dir) is not None:

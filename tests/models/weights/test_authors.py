@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.models import restore
-from cmsa_tf.models.cmsa_segmenter import build_model
+from cmsa_tf.models.factory import build_model
 from cmsa_tf.models.weights import authors
 from tests.helpers import load_config
 from tests.models.weights import authors_graph
