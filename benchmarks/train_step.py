@@ -224,6 +224,10 @@ def measure_form(args, form, progress):
                     "FLOP/step by op": dict(counted.by_type.most_common()),
                 }
             )
+            # Each row reaches stderr when measured: a later row that fails (e.g. out of memory)
+            # does not take the measured ones with it.
+            brief = {k: v for k, v in rows[-1].items() if k != "FLOP/step by op"}
+            progress.write(f"row {json.dumps(brief)}", file=sys.stderr)
             progress.update(1)
     set_precision("")
     trainable = int(sum(np.prod(v.shape) for v in variables))

@@ -79,9 +79,9 @@ def get_config(arg=None):
     config.eval.max_examples_during_training = 300
 
     if schedule == "long":
-        # About 25 min on 2 idle CPU cores: the demo model for about 4 passes over the training
-        # expressions, with flips that rewrite the words (cmsa_tf/data/augment.py) since each is
-        # seen several times.
+        # The demo model for about 4 passes over the training expressions (2.5x the demo's
+        # steps: about 20 min of training on 2 idle CPU cores at the demo's measured speed), with
+        # flips that rewrite the words (cmsa_tf/data/augment.py) since each is seen several times.
         config.data.augment = ("hflip", "vflip")
         train.steps = 6000
         train.checkpoint_every = 1000

@@ -28,7 +28,17 @@ def _run(tmp_path, *flags):
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[1:]]
-    return result.stdout, header, cells, json.loads(out.read_text())
+    result_json = json.loads(out.read_text())
+    # Every row also reached stderr as it was measured, the same values less the per-op counts.
+    logged = [
+        json.loads(line[4:]) for line in result.stderr.splitlines() if line.startswith("row {")
+    ]
+    expected = [
+        {k: v for k, v in row.items() if k not in ("FLOP/step by op", "share of peak")}
+        for row in result_json["rows"]
+    ]
+    assert logged == expected
+    return result.stdout, header, cells, result_json
 
 
 def _check_flops(rows, cells, result_json):
