@@ -255,6 +255,7 @@ def _tiny_step_flops(form, real_words, attention_memory_bytes):
     from tests.helpers import tiny_shapes_config
 
     config = tiny_shapes_config("unused", form)
+    config.model.backbone.output_stride = 8  # every level at res3's 4 x 4 (shapes.py: 16)
     config.model.attention.attention_memory_bytes = attention_memory_bytes
     config.model.attention.query_chunk_size = 4  # 4 chunks of 4 positions, no padding
     model = build_model(config.model, vocab_size=20, image_size=32, max_words=6)
