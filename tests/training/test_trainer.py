@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from cmsa_tf.training import Trainer, create_strategy, train_loop
@@ -163,7 +164,7 @@ def test_three_steps_in_one_call_equal_three_single_steps(tmp_path, tiny_shapes_
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
 
 
-def test_jit_compiled_step_equals_the_plain_step(tmp_path, tiny_shapes_tfrecords):
+def test_jit_compiled_step_equals_the_plain_step(tmp_path, tiny_shapes_tfrecords, caplog):
     import keras
 
     from tests.helpers import tiny_shapes_config
@@ -185,6 +186,14 @@ def test_jit_compiled_step_equals_the_plain_step(tmp_path, tiny_shapes_tfrecords
     moved = 0
     for b_e, a_e, b_x, a_x in zip(before_e, after_e, before_x, after_x):
         np.testing.assert_array_equal(b_x, b_e)
-        np.testing.assert_allclose(a_x - b_x, a_e - b_e, rtol=1e-2, atol=2e-5)
+        step_x, step_e = a_x - b_x, a_e - b_e
+        # XLA reorders float32 sums: Adam's first step is about lr * sign(g), so only elements
+        # whose gradient is near Adam's epsilon may move differently, and within 1e-4.
+        close = np.isclose(step_x, step_e, rtol=1e-2, atol=2e-5)
+        assert close.mean() >= 0.999, (close.size - close.sum(), close.size)
+        np.testing.assert_allclose(step_x, step_e, rtol=0, atol=1e-4)
         moved += int(np.abs(a_e - b_e).max() > 0)
     assert moved > len(before_e) // 2
+    # Without an accelerator the XLA step is asked for with a warning (it is slower on CPUs).
+    accelerated = any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU"))
+    assert ("jit_compile=True without a GPU or TPU" in caplog.text) != accelerated
