@@ -190,3 +190,13 @@ def run_layer_test(
         for variable, has_gradient, did_change in zip(variables, moved, changed):
             assert did_change or not has_gradient, variable.path
     return layer
+
+
+def load_benchmark(name: str):
+    """The module `benchmarks/<name>.py` (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

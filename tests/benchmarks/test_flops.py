@@ -1,6 +1,5 @@
 """benchmarks/flops.py: exact FLOPs of tiny graphs, counted by hand, control flow included."""
 
-import importlib.util
 import pathlib
 
 import keras
@@ -8,14 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import load_benchmark
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("flops", REPO / "benchmarks/flops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("flops")
 
 
 flops = _module()

@@ -1,21 +1,18 @@
 """benchmarks/word_order.py on a small generated ShapesRef: its definitions, counted by hand."""
 
-import importlib.util
 import json
 import pathlib
 
 import pytest
 
 from cmsa_tf.data import shapes
+from tests.helpers import load_benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("word_order", REPO / "benchmarks/word_order.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("word_order")
 
 
 @pytest.fixture(scope="module")

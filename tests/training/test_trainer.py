@@ -6,8 +6,8 @@ import sys
 import textwrap
 
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
 from cmsa_tf.training import Trainer, create_strategy, train_loop
 from tests.helpers import REPO
