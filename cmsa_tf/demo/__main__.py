@@ -93,14 +93,14 @@ def main(argv: Sequence[str] | None = None, block: bool = True):
     if _MAX_SIDE.value < 0:
         return _usage_error(f"--max_side must be >= 0, got {_MAX_SIDE.value}.")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from cmsa_tf import predict
+    from cmsa_tf import saved_model_predictor
     from cmsa_tf.demo import app as app_lib
     from cmsa_tf.demo import client as client_lib
     from cmsa_tf.demo import examples as examples_lib
 
     try:
         client = client_lib.make_client(_MODEL.value, _VERSION.value, _SERVER.value)
-    except predict.UsageError as error:
+    except saved_model_predictor.UsageError as error:
         return _usage_error(error)
     directory = tempfile.mkdtemp(prefix="cmsa-demo-examples-")
     if _EXAMPLES.value == "shapes":
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None, block: bool = True):
     print(f"{PROGRAM}: {client.description}", file=sys.stderr)
     try:
         client.warm_up()
-    except predict.ItemError as error:  # e.g. the TF Serving endpoint is not up yet
+    except saved_model_predictor.ItemError as error:  # e.g. the TF Serving endpoint is not up yet
         print(f"{PROGRAM}: warning: the first request failed: {error}", file=sys.stderr)
     app = app_lib.build_app(client, examples, max_side=_MAX_SIDE.value)
     app.launch(

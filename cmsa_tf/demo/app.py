@@ -26,7 +26,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from cmsa_tf import predict
+from cmsa_tf import saved_model_predictor
 from cmsa_tf.data import image_io, preprocess
 from cmsa_tf.demo import examples as examples_lib
 from cmsa_tf.demo import render
@@ -180,7 +180,8 @@ class Segmenter:
         self._files = tempfile.mkdtemp(prefix="cmsa-demo-")
 
     def run(self, image_path, text, threshold=preprocess.MASK_THRESHOLD, crf=False) -> tuple:
-        """The outputs for one submission; raises `DemoInputError` or `predict.ItemError`."""
+        """The outputs for one submission; raises `DemoInputError` or
+        `saved_model_predictor.ItemError`."""
         start = time.perf_counter()
         expressions = parse_expressions(text)
         data, notes = read_image(image_path, self.max_side)
@@ -234,7 +235,7 @@ class Segmenter:
         """The page's and the API's handler: `run`, with refusals shown in the page."""
         try:
             return self.run(image, expression, threshold, crf)
-        except (DemoInputError, predict.ItemError) as error:
+        except (DemoInputError, saved_model_predictor.ItemError) as error:
             raise gr.Error(str(error), duration=None) from None
 
 

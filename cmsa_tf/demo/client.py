@@ -1,13 +1,15 @@
 """The web demo's two clients of an export's `serving_default`, behind one interface.
 
-- `LocalClient`: the SavedModel loaded in this process (`cmsa_tf.predict.SavedModelPredictor`).
+- `LocalClient`: the SavedModel loaded in this process
+  (`cmsa_tf.saved_model_predictor.SavedModelPredictor`).
 - `RestClient`: a TF Serving REST endpoint (`http://HOST:8501/v1/models/NAME`), sent the request of
   docs/serving.md ("REST request", column format) with the same inputs.
 
 Both send one request per image, the image repeated once per expression, and read the answer with
-`cmsa_tf.predict.split_outputs`, so the demo is a client of the export and nothing else: no config,
-no checkpoint, no model code. A refused request raises `cmsa_tf.predict.ItemError` with the
-export's own message ("the image is not a JPEG, PNG, GIF or BMP file").
+`cmsa_tf.saved_model_predictor.split_outputs`, so the demo is a client of the export and nothing
+else: no config, no checkpoint, no model code. A refused request raises
+`cmsa_tf.saved_model_predictor.ItemError` with the export's own message ("the image is not a
+JPEG, PNG, GIF or BMP file").
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cmsa_tf import predict
+from cmsa_tf import saved_model_predictor
 from cmsa_tf.export import saving
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -38,10 +40,10 @@ class ExportClient(abc.ABC):
         """Segments `image_bytes` once per expression, in one request.
 
         Returns:
-            one dict of `cmsa_tf.predict.split_outputs` per expression, in order.
+            one dict of `cmsa_tf.saved_model_predictor.split_outputs` per expression, in order.
 
         Raises:
-            cmsa_tf.predict.ItemError: the export refused the request.
+            cmsa_tf.saved_model_predictor.ItemError: the export refused the request.
         """
 
     def warm_up(self) -> None:
@@ -76,12 +78,12 @@ class LocalClient(ExportClient):
         version: the version to load; default: the latest.
 
     Raises:
-        cmsa_tf.predict.UsageError: no SavedModel there.
+        cmsa_tf.saved_model_predictor.UsageError: no SavedModel there.
     """
 
     def __init__(self, model: str | os.PathLike, version: int | None = None):
-        self.version_dir = predict.find_version_dir(model, version)
-        self._predictor = predict.SavedModelPredictor(self.version_dir)
+        self.version_dir = saved_model_predictor.find_version_dir(model, version)
+        self._predictor = saved_model_predictor.SavedModelPredictor(self.version_dir)
         self.description = f"SavedModel {self.version_dir}"
 
     def predict(self, image_bytes: bytes, expressions: Sequence[str]) -> list[dict]:
@@ -111,7 +113,7 @@ class RestClient(ExportClient):
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S):
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")) or "/v1/models/" not in url:
-            raise predict.UsageError(
+            raise saved_model_predictor.UsageError(
                 f"--server {url!r} must be a TF Serving model URL, "
                 "http://HOST:8501/v1/models/NAME (optionally .../versions/N)."
             )
@@ -137,17 +139,23 @@ class RestClient(ExportClient):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise predict.ItemError(predict.refusal_message(_error_text(error))) from None
+            raise saved_model_predictor.ItemError(
+                saved_model_predictor.refusal_message(_error_text(error))
+            ) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
-            raise predict.ItemError(f"TF Serving at {self.url} did not answer: {reason}") from None
+            raise saved_model_predictor.ItemError(
+                f"TF Serving at {self.url} did not answer: {reason}"
+            ) from None
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
         if not isinstance(outputs, dict) or "mask" not in outputs:
-            raise predict.ItemError(
+            raise saved_model_predictor.ItemError(
                 f"TF Serving at {self.url} answered without the outputs of serving_default "
                 f"(keys: {sorted(answer) if isinstance(answer, dict) else type(answer).__name__})."
             )
-        return predict.split_outputs({key: _array(value) for key, value in outputs.items()})
+        return saved_model_predictor.split_outputs(
+            {key: _array(value) for key, value in outputs.items()}
+        )
 
 
 def _error_text(error: urllib.error.HTTPError) -> str:
@@ -189,10 +197,12 @@ def make_client(
 ) -> ExportClient:
     """`RestClient(server)` when a server is given, else `LocalClient(model, version)`."""
     if (model is None) == (server is None):
-        raise predict.UsageError("Give exactly one of --model (a SavedModel) or --server (REST).")
+        raise saved_model_predictor.UsageError(
+            "Give exactly one of --model (a SavedModel) or --server (REST)."
+        )
     if server is not None:
         if version is not None:
-            raise predict.UsageError(
+            raise saved_model_predictor.UsageError(
                 "--version goes with --model; for --server put it in the URL "
                 "(.../v1/models/NAME/versions/N)."
             )

@@ -1,4 +1,4 @@
-"""The web demo's pictures: an export's answer (`cmsa_tf.predict.split_outputs`) as images.
+"""The web demo's pictures: an export's answer (`saved_model_predictor.split_outputs`) as images.
 
 All drawing is `cmsa_tf.visualize`'s: `overlay_mask` (one colour per expression), the Fig. 4
 matrix (`word_attention_image`) and the Fig. 5 panel (`heat_map` + `heat_map_image`) built from the
