@@ -7,26 +7,23 @@ Layout (Licheng Yu's REFER toolkit):
                                                  `image_id`, `split`, `sentences` [{`sent_id`,
                                                  `raw`, `sent`, `tokens`}] (and a few more keys)
 
-The refs files were written by Python 2. They are loaded with a restricted unpickler: plain
-containers, strings and numbers need no globals at all, so every global is refused
-(`UnsafePickleError`) except `set` / `frozenset` and the `_codecs.encode` that Python 3 uses for
-bytes in protocol-2 pickles (wrapped so it can only encode text). Byte strings (Python 2 `str`)
-are decoded as UTF-8, falling back to Latin-1.
+The refs files were written by Python 2. They are loaded with the restricted unpickler of
+`cmsa_tf.data.safe_pickle`, which refuses every global that could run code (`UnsafePickleError`).
 
 A ref's mask is the union of its annotation's polygons (or RLE parts) decoded with pycocotools,
 uint8 [H, W] in {0, 1}.
 """
 
-import codecs
 import dataclasses
-import io
 import json
 import os
-import pickle
 import warnings
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from cmsa_tf.data import safe_pickle
+from cmsa_tf.data.safe_pickle import UnsafePickleError  # noqa: F401 (raised by load_pickle)
 
 VALID_SPLIT_BY = {
     "refcoco": ("unc", "google"),
@@ -37,10 +34,6 @@ VALID_SPLIT_BY = {
 }
 # Order in which splits are listed; others follow alphabetically.
 _SPLIT_ORDER = ("train", "trainval", "val", "test", "testA", "testB", "testC")
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A refs pickle asked for a global that could run code."""
 
 
 class ReferFormatError(ValueError):
@@ -69,95 +62,17 @@ def sort_splits(splits):
     return sorted(splits, key=lambda s: (rank.get(s, len(rank)), s))
 
 
-# ----------------------------------------------------------------------------------------------
-# Restricted unpickling.
-
-
-def _encode_text(text, encoding="latin1"):
-    """Stand-in for `_codecs.encode` in protocol-2 pickles of bytes: text -> bytes only."""
-    if not isinstance(text, str) or not isinstance(encoding, str):
-        raise UnsafePickleError("_codecs.encode in a refs pickle may only encode text.")
-    return codecs.encode(text, encoding)
-
-
-_ALLOWED_GLOBALS = {
-    ("__builtin__", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("_codecs", "encode"): _encode_text,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler for data-only pickles: refuses every global except harmless builtins.
-
-    Plain containers (dict, list, tuple), str / unicode / bytes, int / long, float, bool and None
-    are pickled with opcodes of their own and never reach `find_class`.
-    """
-
-    def find_class(self, module, name):
-        allowed = _ALLOWED_GLOBALS.get((module, name))
-        if allowed is None:
-            raise UnsafePickleError(
-                f"Refusing to load global '{module}.{name}' from a refs pickle: only plain "
-                "containers, strings and numbers are allowed (a global can run arbitrary code)."
-            )
-        return allowed
-
-
-def _decode_bytes(value):
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
-def _to_text(value):
-    """Recursively turns bytes (Python 2 `str`) into `str`, in keys and values."""
-    if isinstance(value, bytes):
-        return _decode_bytes(value)
-    if isinstance(value, dict):
-        return {_to_text(k): _to_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_text(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_text(v) for v in value)
-    if isinstance(value, (set, frozenset)):
-        return type(value)(_to_text(v) for v in value)
-    return value
-
-
 def load_pickle(path_or_bytes):
-    """Loads a data-only pickle (e.g. a REFER refs file) with `RestrictedUnpickler`.
-
-    Args:
-        path_or_bytes: a file path, or the pickle's bytes.
-
-    Returns:
-        The unpickled object with every byte string decoded to `str`.
+    """A REFER refs pickle (a path or its bytes), loaded with `safe_pickle.load_pickle`.
 
     Raises:
         UnsafePickleError: the pickle names a global that is not allowed.
         ReferFormatError: the file is missing or not a valid pickle.
     """
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        data, where = bytes(path_or_bytes), "<bytes>"
-    else:
-        where = os.fspath(path_or_bytes)
-        if not os.path.isfile(where):
-            raise ReferFormatError(f"Pickle file {where!r} does not exist.")
-        with open(where, "rb") as f:
-            data = f.read()
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except UnsafePickleError as error:
-        raise UnsafePickleError(f"{where}: {error}") from None
-    except Exception as error:  # any other unpickling failure: corrupt or truncated file
-        raise ReferFormatError(
-            f"{where} is not a readable pickle: {type(error).__name__}: {error}"
-        ) from None
-    return _to_text(obj)
+        return safe_pickle.load_pickle(path_or_bytes)
+    except safe_pickle.PickleFormatError as error:
+        raise ReferFormatError(str(error)) from None
 
 
 # ----------------------------------------------------------------------------------------------
