@@ -22,10 +22,10 @@ import numpy as np
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest
 from cmsa_tf.data.image_io import decode_rgb
+from cmsa_tf.data.preprocess import padded_window
 from cmsa_tf.evaluation.evaluator import iterate_predictions
 from cmsa_tf.evaluation.metrics import ReferringSegmentationMetrics
 from cmsa_tf.models.restore import build_and_restore
-from cmsa_tf.training.summaries import padded_window
 
 
 def load_config(path, arg=None):

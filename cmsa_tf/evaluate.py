@@ -8,7 +8,8 @@ Predictions become masks at each original image size by `config.eval.protocol`
 0.5; "authors" is the map-back of the authors' code) and are compared with the original mask:
 overall IoU (sum I / sum U, Table 1 of the paper), mean IoU and prec@0.5..0.9. `--crf` adds
 the same metrics after DenseCRF refinement. Results (with the protocol) go to
-`<workdir>/eval/<split>.json` and `.md`; `--num_overlays` writes prediction overlays there too.
+`<workdir>/eval/<split>.json` and `.md`; `--num_overlays` writes prediction overlays and their
+Fig. 5 heat maps there too.
 Uses the latest checkpoint of the workdir unless `--checkpoint` names one. The library is
 `cmsa_tf.evaluation.evaluator`.
 """
@@ -27,7 +28,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint prefix; defaul
 _SPLIT = flags.DEFINE_list("split", ["val"], "Split(s) to evaluate, e.g. val,testA,testB.")
 _CRF = flags.DEFINE_boolean("crf", False, "Also evaluate after DenseCRF refinement.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Evaluate only the first N.")
-_NUM_OVERLAYS = flags.DEFINE_integer("num_overlays", 0, "Write this many overlay PNGs.")
+_NUM_OVERLAYS = flags.DEFINE_integer(
+    "num_overlays", 0, "Write this many overlay PNGs, each with its heat map."
+)
 _CRF_WORKERS = flags.DEFINE_integer("crf_workers", 2, "Processes for DenseCRF.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: <workdir>/eval.")
 

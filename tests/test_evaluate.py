@@ -52,8 +52,14 @@ def test_command_line_writes_json_markdown_and_overlays(
         assert data["results"][name]["count"] == 6
         assert open(os.path.join(out, f"{name}.md")).read().startswith("|")
     overlays = sorted(os.listdir(os.path.join(out, "overlays")))
-    assert overlays == ["testA_0000.png", "testA_0001.png", "val_0000.png", "val_0001.png"]
-    assert Image.open(os.path.join(out, "overlays", "val_0000.png")).mode == "RGB"
+    assert overlays == [
+        f"{split}_{i:04d}{suffix}.png"
+        for split in ("testA", "val")
+        for i in range(2)
+        for suffix in ("", "_heat")
+    ]
+    for name in ("val_0000.png", "val_0000_heat.png"):
+        assert Image.open(os.path.join(out, "overlays", name)).mode == "RGB"
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, tiny_shapes_tfrecords, tiny_config):

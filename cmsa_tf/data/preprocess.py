@@ -138,6 +138,15 @@ def resize_and_pad_info(height, width, size: int) -> dict[str, tf.Tensor]:
     }
 
 
+def padded_window(height: int, width: int, image_size: int) -> tuple[int, int, int, int, int]:
+    """Where a `height x width` image lies in the padded `image_size` square the model sees:
+    `(image_size, pad_top, pad_left, resized_height, resized_width)` (`resize_and_pad_info` as
+    Python ints), the `window` of `visualize.heat_map`."""
+    info = resize_and_pad_info(height, width, image_size)
+    keys = ("pad_top", "pad_left", "resized_height", "resized_width")
+    return (int(image_size), *(int(info[key]) for key in keys))
+
+
 def resize_and_pad(
     image, size: int, method: str = "bilinear"
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:

@@ -15,13 +15,14 @@ from collections.abc import Iterator
 
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 import cmsa_tf.evaluation.metrics as metrics_lib
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest, pipeline
 from cmsa_tf.data.image_io import decode_mask_png, decode_rgb
 from cmsa_tf.data.map_back import unpad_and_resize_batch
-from cmsa_tf.data.preprocess import INFO_KEYS, to_uint8_rgb
+from cmsa_tf.data.preprocess import INFO_KEYS, padded_window, to_uint8_rgb
 from cmsa_tf.evaluation.protocols import get_protocol, run_crf_job
 
 
@@ -130,6 +131,21 @@ def iterate_predictions(
             bar.close()
 
 
+def heat_map_panel(item: dict, score_weights: tuple, image_size: int, iou=None):
+    """The Fig. 5 panel (input | heat map, `visualize.heat_map_image`) of one item of
+    `iterate_predictions`, with the default criterion, at the image's original size."""
+    height, width = item["ground_truth"].shape
+    heat = visualize.heat_map(
+        item["features"],
+        (height, width),
+        visualize.DEFAULT_HEAT_MAP_CRITERION,
+        *score_weights,
+        window=padded_window(height, width, image_size),
+    )
+    image = decode_rgb(item["image_bytes"])
+    return visualize.heat_map_image(image, heat, item["expression"], iou=iou)
+
+
 def evaluate_split(
     model,
     config: ml_collections.ConfigDict,
@@ -151,8 +167,9 @@ def evaluate_split(
         crf: also evaluate after DenseCRF refinement.
         max_examples: evaluate only the first N expressions.
         crf_workers: processes for DenseCRF (1: in this process).
-        num_overlays: write prediction overlays of the first N expressions to `overlay_dir`.
-        overlay_dir: where overlays go (`<split>_<index>.png`).
+        num_overlays: write prediction overlays of the first N expressions to `overlay_dir`, and
+            beside each its Fig. 5 heat map (`heat_map_panel`).
+        overlay_dir: where they go (`<split>_<index>.png`, `<split>_<index>_heat.png`).
         progress: a progress bar.
 
     Returns:
@@ -164,6 +181,12 @@ def evaluate_split(
     protocol = get_protocol(config.eval.get("protocol", "exact"), config.eval.threshold)
     plain = metrics_lib.ReferringSegmentationMetrics()
     refined = metrics_lib.ReferringSegmentationMetrics()
+    score_weights = None
+    if num_overlays and overlay_dir:
+        try:
+            score_weights = visualize.score_weights(model)
+        except ValueError as error:  # a model without the score convolution: overlays only
+            logging.warning("No heat maps beside the overlays: %s", error)
     pending = []
     pool = None
     if crf and crf_workers > 1:
@@ -184,6 +207,11 @@ def evaluate_split(
                     iou=iou,
                 )
                 visualize.save_png(os.path.join(overlay_dir, f"{split}_{index:04d}.png"), panel)
+                if score_weights is not None:
+                    visualize.save_png(
+                        os.path.join(overlay_dir, f"{split}_{index:04d}_heat.png"),
+                        heat_map_panel(item, score_weights, config.data.image_size, iou),
+                    )
             if crf:
                 job = protocol.crf_job(item)
                 if pool is None:

@@ -11,18 +11,9 @@ from cmsa_tf import visualize
 from cmsa_tf.data import manifest
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.data.image_io import decode_rgb
-from cmsa_tf.data.preprocess import resize_and_pad_info
+from cmsa_tf.data.preprocess import padded_window  # also importable from here
 from cmsa_tf.evaluation.evaluator import iterate_predictions
 from cmsa_tf.visualize import learning_curve
-
-
-def padded_window(height: int, width: int, image_size: int) -> tuple[int, int, int, int, int]:
-    """Where a `height x width` image lies in the padded `image_size` square the model sees:
-    `(image_size, pad_top, pad_left, resized_height, resized_width)` (`resize_and_pad_info`), the
-    `window` of `visualize.heat_map`."""
-    info = resize_and_pad_info(height, width, image_size)
-    keys = ("pad_top", "pad_left", "resized_height", "resized_width")
-    return (int(image_size), *(int(info[key]) for key in keys))
 
 
 def example_figures(
