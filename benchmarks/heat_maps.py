@@ -22,8 +22,7 @@ import numpy as np
 from cmsa_tf import visualize
 from cmsa_tf.data import manifest
 from cmsa_tf.data.image_io import decode_rgb
-from cmsa_tf.data.preprocess import padded_window
-from cmsa_tf.evaluation.evaluator import iterate_predictions
+from cmsa_tf.evaluation.evaluator import item_heat_map, iterate_predictions
 from cmsa_tf.evaluation.metrics import ReferringSegmentationMetrics
 from cmsa_tf.models.restore import build_and_restore
 
@@ -37,7 +36,7 @@ def load_config(path, arg=None):
 
 def measure(model, config, split, max_examples=None, png_examples=0):
     """Share of expressions hotter inside their mask, per criterion; and the first panels."""
-    kernel, bias = visualize.score_weights(model)
+    weights = visualize.score_weights(model)
     files = manifest.split_files(config.data.tfrecord_dir, split)
     hotter = {criterion: [] for criterion in visualize.HEAT_MAP_CRITERIA}
     peak = {criterion: [] for criterion in visualize.HEAT_MAP_CRITERIA}
@@ -46,12 +45,8 @@ def measure(model, config, split, max_examples=None, png_examples=0):
     for index, item in enumerate(iterate_predictions(model, files, config, max_examples)):
         truth = item["ground_truth"]
         iou = metrics.update(item["probabilities"] >= config.eval.threshold, truth)
-        height, width = truth.shape
-        window = padded_window(height, width, config.data.image_size)
         for criterion in visualize.HEAT_MAP_CRITERIA:
-            heat = visualize.heat_map(
-                item["features"], (height, width), criterion, kernel, bias, window=window
-            )
+            heat = item_heat_map(item, weights, config.data.image_size, criterion)
             hotter[criterion].append(visualize.hotter_inside(heat, truth))
             peak[criterion].append(bool(truth.flat[np.argmax(heat)]))
             if index < png_examples and criterion == visualize.DEFAULT_HEAT_MAP_CRITERION:

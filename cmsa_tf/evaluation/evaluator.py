@@ -131,19 +131,29 @@ def iterate_predictions(
             bar.close()
 
 
-def heat_map_panel(item: dict, score_weights: tuple, image_size: int, iou=None):
-    """The Fig. 5 panel (input | heat map, `visualize.heat_map_image`) of one item of
-    `iterate_predictions`, with the default criterion, at the image's original size."""
+def item_heat_map(
+    item: dict,
+    score_weights: tuple,
+    image_size: int,
+    criterion: str = visualize.DEFAULT_HEAT_MAP_CRITERION,
+):
+    """The Fig. 5 heat map (`visualize.heat_map`) of one item of `iterate_predictions`, at its
+    image's original size, mapped back through the pad of the `image_size` input.
+
+    Args:
+        score_weights: `(kernel, bias)` of the model's score convolution
+            (`visualize.score_weights`).
+    """
     height, width = item["ground_truth"].shape
-    heat = visualize.heat_map(
+    kernel, bias = score_weights
+    return visualize.heat_map(
         item["features"],
         (height, width),
-        visualize.DEFAULT_HEAT_MAP_CRITERION,
-        *score_weights,
+        criterion,
+        kernel,
+        bias,
         window=padded_window(height, width, image_size),
     )
-    image = decode_rgb(item["image_bytes"])
-    return visualize.heat_map_image(image, heat, item["expression"], iou=iou)
 
 
 def evaluate_split(
@@ -168,7 +178,7 @@ def evaluate_split(
         max_examples: evaluate only the first N expressions.
         crf_workers: processes for DenseCRF (1: in this process).
         num_overlays: write prediction overlays of the first N expressions to `overlay_dir`, and
-            beside each its Fig. 5 heat map (`heat_map_panel`).
+            beside each its Fig. 5 heat map (`item_heat_map`).
         overlay_dir: where they go (`<split>_<index>.png`, `<split>_<index>_heat.png`).
         progress: a progress bar.
 
@@ -198,8 +208,9 @@ def evaluate_split(
             prediction = protocol.mask(item)
             iou = plain.update(prediction, item["ground_truth"])
             if index < num_overlays and overlay_dir:
+                rgb = decode_rgb(item["image_bytes"])
                 panel = visualize.comparison_panel(
-                    decode_rgb(item["image_bytes"]),
+                    rgb,
                     item["ground_truth"],
                     item["probabilities"],
                     item["expression"],
@@ -208,9 +219,10 @@ def evaluate_split(
                 )
                 visualize.save_png(os.path.join(overlay_dir, f"{split}_{index:04d}.png"), panel)
                 if score_weights is not None:
+                    heat = item_heat_map(item, score_weights, config.data.image_size)
                     visualize.save_png(
                         os.path.join(overlay_dir, f"{split}_{index:04d}_heat.png"),
-                        heat_map_panel(item, score_weights, config.data.image_size, iou),
+                        visualize.heat_map_image(rgb, heat, item["expression"], iou=iou),
                     )
             if crf:
                 job = protocol.crf_job(item)

@@ -11,8 +11,7 @@ from cmsa_tf import visualize
 from cmsa_tf.data import manifest
 from cmsa_tf.data import tokenizer as tokenizer_lib
 from cmsa_tf.data.image_io import decode_rgb
-from cmsa_tf.data.preprocess import padded_window  # also importable from here
-from cmsa_tf.evaluation.evaluator import iterate_predictions
+from cmsa_tf.evaluation.evaluator import item_heat_map, iterate_predictions
 from cmsa_tf.visualize import learning_curve
 
 
@@ -43,15 +42,7 @@ def example_figures(
         the comparison panel, the Fig. 4 matrix and the Fig. 5 heat map with its colour bar.
     """
     rgb = decode_rgb(item["image_bytes"])
-    height, width = rgb.shape[:2]
-    kernel, bias = score_weights
-    heat = visualize.heat_map(
-        item["features"],
-        (height, width),
-        score_kernel=kernel,
-        score_bias=bias,
-        window=padded_window(height, width, image_size),
-    )
+    heat = item_heat_map(item, score_weights, image_size)
     return {
         "predictions": visualize.comparison_figure(
             rgb,

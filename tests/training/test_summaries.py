@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from cmsa_tf import visualize
-from cmsa_tf.data.preprocess import resize_and_pad_info
-from cmsa_tf.training.summaries import example_figures, padded_window
+from cmsa_tf.data.preprocess import padded_window, resize_and_pad_info
+from cmsa_tf.training.summaries import example_figures
 
 
 def _png_bytes(image):
