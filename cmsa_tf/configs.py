@@ -82,10 +82,10 @@ def model_config(form: str = "paper") -> ml_collections.ConfigDict:
     model.attention.query_chunk_size = 256
     # Bytes each level's attention may keep for the backward pass (docs/design.md, "The
     # official-code form", Memory): above it the official kernel recomputes its attention in
-    # chunks of `query_chunk_size` positions and the paper kernel goes one word at a time (as
-    # it always does without a GPU). This is `official_kernels.DEFAULT_ATTENTION_MEMORY_BYTES`
-    # (1 GiB), written out so that the configs do not import TensorFlow; tests/test_configs.py
-    # keeps the two equal.
+    # chunks of `query_chunk_size` positions (summed over the batch) and the paper kernel goes
+    # one word at a time (as it always does without a GPU). This is
+    # `official_kernels.DEFAULT_ATTENTION_MEMORY_BYTES` (1 GiB), written out so that the configs
+    # do not import TensorFlow; tests/test_configs.py keeps the two equal.
     model.attention.attention_memory_bytes = 1 << 30
     # Table 2: "cmsa" (the paper), or the ablations "none", "word", "pixel", "word_pixel_pair"
     # (paper form only; docs/ablations.md).

@@ -61,7 +61,7 @@ def word_weights(word_mask, dtype):
     return weights, tf.cast(count[:, 0] > 0, dtype)
 
 
-def _static_or_dynamic(x):
+def static_or_dynamic(x):
     """The shape of `x` as a list of Python ints where known, scalar tensors elsewhere."""
     static = x.shape.as_list()
     dynamic = tf.shape(x)
@@ -99,7 +99,7 @@ def word_averaged_softmax(base, word_logits, weights, memory_bytes=0):
     def looped():
         return _word_averaged_softmax(base, word_logits, weights)
 
-    sizes = _static_or_dynamic(base) + [_static_or_dynamic(word_logits)[1]]
+    sizes = static_or_dynamic(base) + [static_or_dynamic(word_logits)[1]]
     itemsize = tf.as_dtype(base.dtype).size
     if all(isinstance(size, int) for size in sizes):
         batch, rows, cols, words = sizes
@@ -247,7 +247,7 @@ def paper_dense_attention(features, word_mask, weights):
         `paper_factorized_attention`.
     """
     dtype = features.dtype
-    batch, positions, num_words, channels = _static_or_dynamic(features)
+    batch, positions, num_words, channels = static_or_dynamic(features)
     mean_weights, _ = word_weights(word_mask, dtype)  # [B, T]
     flat = tf.reshape(features, [batch, positions * num_words, channels])  # [B, P*T, C]
 

@@ -52,8 +52,9 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
       `implementation="chunked"` (default) computes the first projection
       factorised over (position, word) (docs/design.md, "The exact
       factorisation") and the attention with a hand-written backward pass,
-      in chunks of `query_chunk_size` query positions recomputed in the
-      backward pass when the attention exceeds `attention_memory_bytes`;
+      in chunks of `query_chunk_size` query positions (summed over the
+      batch) recomputed in the backward pass when the attention exceeds
+      `attention_memory_bytes` (the output stage likewise);
       `"dense"` is the plain computation from the materialised features.
 
     `call(visual, words, word_mask, return_attention=False)` returns G
@@ -76,7 +77,8 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         reduce_dim: int or None; official form only: channels of the
             `ReLU(1x1 conv)` reduction applied to f first (256 for res4 and
             128 for res3 in the authors' code).
-        query_chunk_size: int, query positions per chunk of the chunked kernel.
+        query_chunk_size: int, query positions per chunk of the chunked kernel, summed over
+            the batch (each example gets `max(1, query_chunk_size // B)`).
         attention_memory_bytes: int, memory allowed to the attention a kernel keeps for the
             backward pass (default 1 GiB). The official chunked kernel keeps its [B, HW*T, K]
             attention when it fits and otherwise recomputes it chunk by chunk; the paper

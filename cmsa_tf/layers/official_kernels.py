@@ -19,21 +19,23 @@ Two kernels compute the same function:
   scores once (5 matmuls of the `[P*T, K]` size per step in the backward, 2 in the forward,
   against 4 + 4 for autodiff of a recomputed chunk), and only one chunk's `[c*T, K]` attention is
   alive at a time. When the whole attention fits `attention_memory_bytes` it is kept from the
-  forward pass instead (one chunk, no recomputation).
+  forward pass instead (one chunk, no recomputation). The output stage
+  `mean_t ReLU(Wo r + bo)` is chunked the same way (`chunked_word_mean_output`) when its
+  [B, P*T, C_out] activations exceed the budget. A chunk holds `query_chunk_size` positions
+  summed over the batch, so its memory does not grow with the batch size.
 """
 
 import tensorflow as tf
 
-from cmsa_tf.layers.attention_kernels import mask_value, word_weights
+from cmsa_tf.layers.attention_kernels import mask_value, static_or_dynamic, word_weights
+from cmsa_tf.layers.chunked_kernels import (
+    chunked_softmax_attention,
+    chunked_word_mean_output,
+    word_mean_output,
+)
 
 # Default memory allowed to the [B, P*T, K] attention kept for the backward pass: 1 GiB.
 DEFAULT_ATTENTION_MEMORY_BYTES = 1 << 30
-
-
-def _static_or_dynamic(x):
-    static = x.shape.as_list()
-    dynamic = tf.shape(x)
-    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
 def max_pool_2x2x2(x, fill):
@@ -49,7 +51,7 @@ def max_pool_2x2x2(x, fill):
     """
     if x.dtype in (tf.float32, tf.float16, tf.bfloat16):
         return tf.nn.max_pool3d(x, ksize=2, strides=2, padding="SAME")
-    sizes = _static_or_dynamic(x)
+    sizes = static_or_dynamic(x)
     for axis in (1, 2, 3):
         paddings = [[0, 0]] * 5
         paddings[axis] = [0, sizes[axis] % 2]
@@ -76,7 +78,7 @@ def pooled_keys(key, value, word_mask):
     """
     dtype = key.dtype
     fill = mask_value(dtype)
-    batch, _, _, num_words, key_dim = _static_or_dynamic(key)
+    batch, _, _, num_words, key_dim = static_or_dynamic(key)
     real = word_mask[:, None, None, :, None]
     slot_real = (
         tf.reduce_max(
@@ -95,7 +97,7 @@ def pooled_keys(key, value, word_mask):
         return tf.where(slot_mask, pooled, tf.zeros([], dtype))
 
     key, value = pool(key), pool(value)
-    pooled_shape = _static_or_dynamic(key)[:4]
+    pooled_shape = static_or_dynamic(key)[:4]
     num_slots = pooled_shape[1] * pooled_shape[2] * pooled_shape[3]
     key = tf.reshape(key, [batch, num_slots, key_dim])
     value = tf.reshape(value, [batch, num_slots, key_dim])
@@ -113,107 +115,20 @@ def _attention_maps(key_attention, pooled_shape, positions):
     return tf.reduce_sum(key_attention, axis=[1, 2]), tf.reduce_sum(key_attention, axis=3)
 
 
-def chunked_softmax_attention(query, key, value, key_bias, query_weights, chunk_rows, keep):
-    """`softmax(q k^T + bias) v` and the attention each key receives, in chunks of query rows.
+def _by_memory(sizes, itemsize, memory_bytes, whole, chunked):
+    """`whole()` when a tensor of `sizes` elements fits `memory_bytes`, else `chunked()`.
 
-    Args:
-        query: [B, N, d] with N a multiple of `chunk_rows`.
-        key, value: [B, K, d]; key_bias: [B, K] additive logits (0 or a large negative value).
-        query_weights: [B, N] weights of the query rows in `key_attention`.
-        chunk_rows: query rows per chunk (an int or a scalar int32 tensor).
-        keep: whether the forward pass keeps the attention for the backward pass (only
-            sensible with one chunk); otherwise the backward pass recomputes each chunk's.
-
-    Returns:
-        `(attended [B, N, d], key_attention [B, K])` with
-        `key_attention[b, k] = sum_i query_weights[b, i] * attention[b, i, k]`.
-        Gradients flow to `query`, `key` and `value` (none to the bias and the weights).
+    Decided in Python when every size is static, otherwise by `tf.cond` in the graph.
     """
-    return _chunked_softmax_attention(query, key, value, key_bias, query_weights, chunk_rows, keep)
-
-
-def _chunks(x, chunk_rows):  # [B, N, ...] -> [N / chunk_rows, B, chunk_rows, ...]
-    shape = _static_or_dynamic(x)
-    x = tf.reshape(x, [shape[0], -1, chunk_rows] + shape[2:])
-    return tf.transpose(x, [1, 0, 2] + list(range(3, len(shape) + 1)))
-
-
-def _unchunk(x):  # [num_chunks, B, chunk_rows, ...] -> [B, N, ...]
-    shape = _static_or_dynamic(x)
-    x = tf.transpose(x, [1, 0, 2] + list(range(3, len(shape))))
-    return tf.reshape(x, [shape[1], -1] + shape[3:])
-
-
-def _chunked_softmax_attention(query, key, value, key_bias, query_weights, chunk_rows, keep):
-    dtype = query.dtype
-
-    @tf.custom_gradient
-    def attention(query, key, value):
-        bias = key_bias[:, None, :]  # [B, 1, K]
-
-        def probabilities(query_c):  # [B, c, K]
-            return tf.nn.softmax(tf.matmul(query_c, key, transpose_b=True) + bias, axis=-1)
-
-        if keep:
-            probs = probabilities(query)  # [B, N, K]
-            attended = tf.matmul(probs, value)  # [B, N, d]
-            key_attention = tf.matmul(query_weights[:, None, :], probs)[:, 0]  # [B, K]
-        else:
-
-            def forward_chunk(elems):
-                query_c, weights_c = elems
-                probs_c = probabilities(query_c)
-                return (
-                    tf.matmul(probs_c, value),  # [B, c, d]
-                    tf.matmul(weights_c[:, None, :], probs_c)[:, 0],  # [B, K]
-                )
-
-            attended, key_attention = tf.map_fn(
-                forward_chunk,
-                (_chunks(query, chunk_rows), _chunks(query_weights, chunk_rows)),
-                fn_output_signature=(dtype, dtype),
-                parallel_iterations=1,
-            )
-            attended = _unchunk(attended)
-            key_attention = tf.reduce_sum(key_attention, axis=0)
-
-        def grad(d_attended, d_key_attention):
-            def backward(query_c, weights_c, d_attended_c, probs_c):
-                # d_probs = d_attended v^T + w_i d_key_attention; softmax backward.
-                d_probs = (
-                    tf.matmul(d_attended_c, value, transpose_b=True)
-                    + weights_c[:, :, None] * d_key_attention[:, None, :]
-                )  # [B, c, K]
-                row = tf.reduce_sum(d_probs * probs_c, axis=-1, keepdims=True)
-                d_scores = probs_c * (d_probs - row)  # [B, c, K]
-                return (
-                    tf.matmul(d_scores, key),  # d_query [B, c, d]
-                    tf.matmul(d_scores, query_c, transpose_a=True),  # d_key [B, K, d]
-                    tf.matmul(probs_c, d_attended_c, transpose_a=True),  # d_value [B, K, d]
-                )
-
-            if keep:
-                return backward(query, query_weights, d_attended, probs)
-
-            def backward_chunk(elems):
-                query_c, weights_c, d_attended_c = elems
-                return backward(query_c, weights_c, d_attended_c, probabilities(query_c))
-
-            d_query, d_key, d_value = tf.map_fn(
-                backward_chunk,
-                (
-                    _chunks(query, chunk_rows),
-                    _chunks(query_weights, chunk_rows),
-                    _chunks(d_attended, chunk_rows),
-                ),
-                fn_output_signature=(dtype, dtype, dtype),
-                parallel_iterations=1,
-            )
-            return _unchunk(d_query), tf.reduce_sum(d_key, 0), tf.reduce_sum(d_value, 0)
-
-        return (attended, key_attention), grad
-
-    return attention(query, key, value)
+    if all(isinstance(size, int) for size in sizes):
+        total = itemsize
+        for size in sizes:
+            total *= size
+        return whole() if total <= memory_bytes else chunked()
+    total = tf.constant(float(itemsize), tf.float64)
+    for size in sizes:
+        total *= tf.cast(size, tf.float64)
+    return tf.cond(total <= float(memory_bytes), whole, chunked)
 
 
 def official_factorized_attention(
@@ -238,19 +153,21 @@ def official_factorized_attention(
         word_mask: bool [B, T], real words first.
         weights: `ProjectionWeights` (kernels of C rows, or R rows after a reduction).
         reduce_weights: None, or `(kernel [C, R], bias [R])` of the reduction `ReLU(Wr f)`.
-        query_chunk_size: query positions per chunk of the attention.
+        query_chunk_size: query positions per chunk, summed over the batch: a chunk takes
+            `max(1, query_chunk_size // B)` positions of each example.
         attention_memory_bytes: when the [B, P*T, K] attention takes at most this many bytes,
-            it is computed in one piece and kept for the backward pass; otherwise in chunks of
-            `query_chunk_size` positions, recomputed in the backward pass.
+            it is computed in one piece and kept for the backward pass; otherwise in chunks,
+            recomputed in the backward pass. The same budget decides for the output stage's
+            [B, P*T, C_out] activations (`chunked_kernels.chunked_word_mean_output`).
 
     Returns:
         `(G [B, H, W, C_out], slot_attention [B, ceil(T/2)], cell_attention
         [B, ceil(H/2), ceil(W/2)])`, as `official_attention`.
     """
     dtype = visual.dtype
-    batch, height, width, visual_channels = _static_or_dynamic(visual)
+    batch, height, width, visual_channels = static_or_dynamic(visual)
     word_channels = words.shape[-1]
-    num_words = _static_or_dynamic(words)[1]
+    num_words = static_or_dynamic(words)[1]
     positions = height * width
     split_at = [visual_channels, visual_channels + word_channels]
     mean_weights, has_words = word_weights(word_mask, dtype)  # [B, T], [B]
@@ -264,10 +181,15 @@ def official_factorized_attention(
         word = tf.einsum("btc,ck->btk", words, kernel[split_at[0] : split_at[1]])  # [B, T, k]
         return image[:, :, :, None, :] + word[:, None, None, :, :]
 
-    kernels = tf.concat([weights.query_kernel, weights.key_kernel, weights.value_kernel], axis=1)
-    biases = tf.concat([weights.query_bias, weights.key_bias, weights.value_bias], axis=0)
+    # One projection at a time (not one 3d-wide product split in three): the [B, H, W, T, d]
+    # ReLU outputs are then the only copies kept for the backward pass.
+    projections = [
+        (weights.query_kernel, weights.query_bias),
+        (weights.key_kernel, weights.key_bias),
+        (weights.value_kernel, weights.value_bias),
+    ]
     if reduce_weights is None:
-        projected = tf.nn.relu(separable(kernels, biases))  # [B, H, W, T, 3d]
+        query, key, value = [tf.nn.relu(separable(*p)) for p in projections]  # [B, H, W, T, d]
         mean_word = tf.einsum("btc,bt->bc", words, mean_weights)  # [B, Cl]
         mean_word = tf.broadcast_to(
             mean_word[:, None, None, :],
@@ -277,9 +199,11 @@ def official_factorized_attention(
         mean_residual = mean_residual * has_words[:, None, None, None]
     else:
         reduced = tf.nn.relu(separable(*reduce_weights))  # [B, H, W, T, R]
-        projected = tf.nn.relu(tf.einsum("bhwtr,rk->bhwtk", reduced, kernels) + biases)
+        query, key, value = [
+            tf.nn.relu(tf.einsum("bhwtr,rk->bhwtk", reduced, kernel) + bias)
+            for kernel, bias in projections
+        ]  # [B, H, W, T, d]
         mean_residual = tf.einsum("bhwtr,bt->bhwr", reduced, mean_weights)  # [B, H, W, R]
-    query, key, value = tf.split(projected, 3, axis=-1)  # [B, H, W, T, d]
     key_dim = query.shape[-1]
     key, value, key_bias, pooled_shape = pooled_keys(key, value, word_mask)
 
@@ -291,40 +215,55 @@ def official_factorized_attention(
         [batch, rows],
     )  # [B, P*T]
     shared = (key, value, key_bias)
+    # Query positions of each example per chunk: `query_chunk_size` shared by the batch, so that a
+    # chunk's [B, c*T, K] scores take the same memory whatever the batch size.
+    if isinstance(batch, int) and isinstance(positions, int):
+        chunk = min(max(1, int(query_chunk_size) // batch), positions)
+    else:
+        chunk = tf.minimum(tf.maximum(1, int(query_chunk_size) // batch), positions)
+    num_chunks = (positions + chunk - 1) // chunk
+    extra = num_chunks * chunk - positions  # padding positions of the last chunk
+    itemsize = tf.as_dtype(dtype).size
 
-    def whole():  # one chunk, the attention kept for the backward pass
+    def attention_whole():  # one chunk, the attention kept for the backward pass
         return chunked_softmax_attention(query, *shared, query_weights, rows, keep=True)
 
-    def chunked():  # chunks of `query_chunk_size` positions, recomputed in the backward pass
-        chunk = tf.minimum(int(query_chunk_size), positions)
-        num_chunks = (positions + chunk - 1) // chunk
-        extra = (num_chunks * chunk - positions) * num_words
+    def attention_chunked():  # chunks of `chunk` positions, recomputed in the backward pass
         attended, key_attention = chunked_softmax_attention(
-            tf.pad(query, [[0, 0], [0, extra], [0, 0]]),
+            tf.pad(query, [[0, 0], [0, extra * num_words], [0, 0]]),
             *shared,
-            tf.pad(query_weights, [[0, 0], [0, extra]]),
+            tf.pad(query_weights, [[0, 0], [0, extra * num_words]]),
             chunk * num_words,
             keep=False,
         )
         return attended[:, :rows], key_attention
 
-    itemsize = tf.as_dtype(dtype).size
-    attention_bytes = [batch, rows, num_slots]
-    if all(isinstance(size, int) for size in attention_bytes):
-        fits = batch * rows * num_slots * itemsize <= attention_memory_bytes
-        attended, key_attention = whole() if fits else chunked()
-    else:
-        size = tf.cast(batch, tf.float64) * tf.cast(rows, tf.float64)
-        size = size * tf.cast(num_slots, tf.float64) * itemsize
-        attended, key_attention = tf.cond(size <= float(attention_memory_bytes), whole, chunked)
-    # attended [B, P*T, d], key_attention [B, K]
+    attended, key_attention = _by_memory(
+        [batch, rows, num_slots],
+        itemsize,
+        attention_memory_bytes,
+        attention_whole,
+        attention_chunked,
+    )  # attended [B, P*T, d], key_attention [B, K]
+    attended = tf.reshape(attended, [batch, positions, num_words, key_dim])  # [B, P, T, d]
+    output_weights = (weights.output_kernel, weights.output_bias, mean_weights)
 
-    outputs = tf.nn.relu(
-        tf.einsum("bkd,dc->bkc", attended, weights.output_kernel) + weights.output_bias
-    )  # [B, P*T, C_out]
-    outputs = tf.reshape(outputs, [batch, positions, num_words, outputs.shape[-1]])
-    outputs = tf.einsum("bptc,bt->bpc", outputs, mean_weights)  # [B, P, C_out]
-    outputs = tf.reshape(outputs, [batch, height, width, outputs.shape[-1]]) + mean_residual
+    def output_whole():  # the [B, P, T, C_out] activations kept for the backward pass
+        return word_mean_output(attended, *output_weights)
+
+    def output_chunked():  # chunks of `chunk` positions, recomputed in the backward pass
+        padded = tf.pad(attended, [[0, 0], [0, extra], [0, 0], [0, 0]])
+        return chunked_word_mean_output(padded, *output_weights, chunk)[:, :positions]
+
+    output_channels = weights.output_kernel.shape[-1]
+    outputs = _by_memory(
+        [batch, rows, output_channels],
+        itemsize,
+        attention_memory_bytes,
+        output_whole,
+        output_chunked,
+    )  # [B, P, C_out]
+    outputs = tf.reshape(outputs, [batch, height, width, output_channels]) + mean_residual
     slot_attention, cell_attention = _attention_maps(key_attention, pooled_shape, positions)
     return outputs, slot_attention, cell_attention
 
@@ -353,7 +292,7 @@ def official_attention(features, word_mask, weights):
         spatial slot receives, averaged over query positions and real query words.
     """
     dtype = features.dtype
-    batch, height, width, num_words, channels = _static_or_dynamic(features)
+    batch, height, width, num_words, channels = static_or_dynamic(features)
     positions = height * width
     mean_weights, _ = word_weights(word_mask, dtype)  # [B, T]
 
