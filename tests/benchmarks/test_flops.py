@@ -274,12 +274,18 @@ def _tiny_step_flops(form, real_words, attention_memory_bytes):
 def test_official_kernel_recomputation_costs_one_scores_matmul_more():
     """Above its memory budget the official kernel recomputes the scores q k^T of each chunk in
     the backward pass: per level 2 * B * (P * L) * K * d more, with K = 2 * 2 * 1 pooled slots
-    (4 x 4 positions and L = 2 words, pooled 2 x 2 x 2)."""
+    (4 x 4 positions and L = 2 words, pooled 2 x 2 x 2). Its output stage recomputes the
+    pre-activations r Wo (2 * B * P * L * d * C more einsum FLOPs, C the level's output
+    channels) and, computing the mean over words as a product and a sum, drops the kept path's
+    mean einsum (2 * B * P * L * C forward) and its gradient (B * P * L * C)."""
     kept, chunked = (_tiny_step_flops("official", 2, memory) for memory in (1 << 30, 1))
     batch, positions, words, slots, key_dim, levels = 2, 16, 2, 4, 4, 3
     extra = levels * 2 * batch * positions * words * slots * key_dim
     assert chunked.by_type["BatchMatMulV2"] - kept.by_type["BatchMatMulV2"] == extra
-    assert chunked.by_type["Einsum"] == kept.by_type["Einsum"]
+    channels = 24 + 8 + 8  # res5: 8 visual + 8 word + 8 spatial; res4, res3: reduced to 8
+    rows = batch * positions * words
+    extra_einsum = 2 * rows * key_dim * channels - (2 + 1) * rows * channels
+    assert chunked.by_type["Einsum"] - kept.by_type["Einsum"] == extra_einsum
 
 
 @pytest.mark.parametrize("real_words", [2, 3])
