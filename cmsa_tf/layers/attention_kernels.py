@@ -68,6 +68,20 @@ def static_or_dynamic(x):
     return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
+def by_memory(sizes, itemsize, memory_bytes, whole, chunked):
+    """`whole()` when a tensor of `sizes` elements of `itemsize` bytes fits `memory_bytes`,
+    else `chunked()`: decided in Python when every size is static, otherwise by `tf.cond`."""
+    if all(isinstance(size, int) for size in sizes):
+        total = itemsize
+        for size in sizes:
+            total *= size
+        return whole() if total <= memory_bytes else chunked()
+    total = tf.constant(float(itemsize), tf.float64)
+    for size in sizes:
+        total *= tf.cast(size, tf.float64)
+    return tf.cond(total <= float(memory_bytes), whole, chunked)
+
+
 # Default memory allowed to the [B, T, P, P] softmax of the vectorised paper kernel: 1 GiB.
 DEFAULT_SOFTMAX_MEMORY_BYTES = 1 << 30
 
@@ -100,14 +114,7 @@ def word_averaged_softmax(base, word_logits, weights, memory_bytes=0):
         return _word_averaged_softmax(base, word_logits, weights)
 
     sizes = static_or_dynamic(base) + [static_or_dynamic(word_logits)[1]]
-    itemsize = tf.as_dtype(base.dtype).size
-    if all(isinstance(size, int) for size in sizes):
-        batch, rows, cols, words = sizes
-        return vectorised() if batch * rows * cols * words * itemsize <= memory_bytes else looped()
-    total = tf.cast(itemsize, tf.float64)
-    for size in sizes:
-        total = total * tf.cast(size, tf.float64)
-    return tf.cond(total <= float(memory_bytes), vectorised, looped)
+    return by_memory(sizes, tf.as_dtype(base.dtype).size, memory_bytes, vectorised, looped)
 
 
 @tf.custom_gradient

@@ -27,7 +27,12 @@ Two kernels compute the same function:
 
 import tensorflow as tf
 
-from cmsa_tf.layers.attention_kernels import mask_value, static_or_dynamic, word_weights
+from cmsa_tf.layers.attention_kernels import (
+    by_memory,
+    mask_value,
+    static_or_dynamic,
+    word_weights,
+)
 from cmsa_tf.layers.chunked_kernels import (
     chunked_softmax_attention,
     chunked_word_mean_output,
@@ -113,22 +118,6 @@ def _attention_maps(key_attention, pooled_shape, positions):
         positions, key_attention.dtype
     )
     return tf.reduce_sum(key_attention, axis=[1, 2]), tf.reduce_sum(key_attention, axis=3)
-
-
-def _by_memory(sizes, itemsize, memory_bytes, whole, chunked):
-    """`whole()` when a tensor of `sizes` elements fits `memory_bytes`, else `chunked()`.
-
-    Decided in Python when every size is static, otherwise by `tf.cond` in the graph.
-    """
-    if all(isinstance(size, int) for size in sizes):
-        total = itemsize
-        for size in sizes:
-            total *= size
-        return whole() if total <= memory_bytes else chunked()
-    total = tf.constant(float(itemsize), tf.float64)
-    for size in sizes:
-        total *= tf.cast(size, tf.float64)
-    return tf.cond(total <= float(memory_bytes), whole, chunked)
 
 
 def official_factorized_attention(
@@ -238,7 +227,7 @@ def official_factorized_attention(
         )
         return attended[:, :rows], key_attention
 
-    attended, key_attention = _by_memory(
+    attended, key_attention = by_memory(
         [batch, rows, num_slots],
         itemsize,
         attention_memory_bytes,
@@ -256,7 +245,7 @@ def official_factorized_attention(
         return chunked_word_mean_output(padded, *output_weights, chunk)[:, :positions]
 
     output_channels = weights.output_kernel.shape[-1]
-    outputs = _by_memory(
+    outputs = by_memory(
         [batch, rows, output_channels],
         itemsize,
         attention_memory_bytes,
