@@ -9,6 +9,7 @@ from cmsa_tf.training.strategies import (
     STRATEGIES,
     configure_cpu_devices,
     create_strategy,
+    distributes_input,
     is_chief,
 )
 from cmsa_tf.training.summaries import TrainingEvaluator
@@ -21,6 +22,7 @@ __all__ = [
     "TrainingEvaluator",
     "configure_cpu_devices",
     "create_strategy",
+    "distributes_input",
     "is_chief",
     "set_precision",
     "train_and_evaluate",

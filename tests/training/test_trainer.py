@@ -197,3 +197,38 @@ def test_jit_compiled_step_equals_the_plain_step(tmp_path, tiny_shapes_tfrecords
     # Without an accelerator the XLA step is asked for with a warning (it is slower on CPUs).
     accelerated = any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU"))
     assert ("jit_compile=True without a GPU or TPU" in caplog.text) != accelerated
+
+
+def test_one_cpu_replica_trains_on_a_plain_iterator_with_the_same_step(
+    tmp_path, tiny_shapes_tfrecords
+):
+    """`Trainer.dataset()` skips the distributed input for one CPU replica (`distributes_input`);
+    fed the same batches, the step is the same as through the distributed iterator."""
+    import keras
+
+    from tests.helpers import tiny_shapes_config
+
+    results = {}
+    for distribute in (True, False):
+        config = tiny_shapes_config(tiny_shapes_tfrecords)
+        config.data.deterministic = True
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(config, str(tmp_path / f"d{distribute}"), create_strategy("mirrored"))
+        dataset = trainer.dataset(distribute=distribute)
+        assert isinstance(dataset, tf.data.Dataset) != distribute
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        step = trainer.train_step_fn()
+        iterator = iter(dataset)
+        losses = [float(step(iterator)[0]) for _ in range(2)]
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        results[distribute] = (losses, before, after)
+    (loss_d, before_d, after_d), (loss_p, before_p, after_p) = results[True], results[False]
+    np.testing.assert_allclose(loss_p, loss_d, rtol=1e-6)
+    assert len(before_d) > 10
+    for b_d, a_d, b_p, a_p in zip(before_d, after_d, before_p, after_p):
+        np.testing.assert_array_equal(b_p, b_d)
+        np.testing.assert_allclose(a_p, a_d, rtol=1e-5, atol=1e-7)
+    # Without the argument the strategy decides: one replica on this CPU-only machine is plain.
+    gpus = tf.config.list_logical_devices("GPU")
+    plain = isinstance(trainer.dataset(), tf.data.Dataset)
+    assert plain == (not gpus)

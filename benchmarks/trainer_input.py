@@ -1,0 +1,206 @@
+"""The Trainer's step fed by the strategy's distributed input against a plain `tf.data` iterator.
+
+A `Trainer` of `--config` (default `configs/shapes.py`, the `make demo` model; its TFRecords
+must exist: `make demo` or the commands in the config's docstring write them) under
+`create_strategy(--strategy)`, fed by `trainer.dataset(distribute=True)`
+(`strategy.distribute_datasets_from_function`) or `trainer.dataset(distribute=False)` (the plain
+dataset, what `Trainer.dataset()` picks for one CPU replica: `cmsa_tf.training.distributes_input`).
+Each input runs in its own process (a distributed iterator, once made, slowed every step of its
+process, a plain iterator's included), `--repeats` times, alternating, so load from other
+processes hits both alike. A process runs `--warmup` untimed steps and `--rounds` rounds of
+`--steps_per_round` steps. A row gives the median seconds per step over its rounds and repeats,
+examples/s, the minor page faults per step (`getrusage`: memory pages the step touched fresh)
+and the step time against the plain iterator's.
+
+    .venv/bin/python benchmarks/trainer_input.py --json benchmarks/results/trainer_input.json
+    .venv/bin/python benchmarks/trainer_input.py --set train.batch_size=4 --rounds 2  # quicker
+"""
+
+import argparse
+import ast
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+INPUTS = ("distributed", "plain")
+COLUMNS = ("input", "s/step", "examples/s", "minor page faults/step", "step / plain")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "configs" / "shapes.py"))
+    parser.add_argument("--config_arg", default=None, help="the config's argument, e.g. long")
+    parser.add_argument("--strategy", default="mirrored", help="as cmsa_tf.train --strategy")
+    parser.add_argument("--repeats", type=int, default=2, help="processes of each input")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per process")
+    parser.add_argument("--steps_per_round", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps of each first")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. train.batch_size=8 (a Python literal)",
+    )
+    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    parser.add_argument("--child", choices=INPUTS, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.repeats, args.rounds, args.steps_per_round, args.warmup) < 1:
+        parser.error("--repeats, --rounds, --steps_per_round and --warmup must be >= 1")
+    for item in args.set:
+        if "=" not in item:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+    return args
+
+
+def load_config(path, arg, overrides):
+    spec = importlib.util.spec_from_file_location("trainer_input_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass  # a plain string
+        node = config
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return config
+
+
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(args):
+    """One input, in this process: seconds and minor page faults per step of each round."""
+    sys.path.insert(0, str(REPO))
+    import tensorflow as tf
+
+    from cmsa_tf.data import manifest
+    from cmsa_tf.training import Trainer, create_strategy, distributes_input
+
+    config = load_config(args.config, args.config_arg, args.set)
+    os.chdir(REPO)  # the config's data paths are relative to the repository
+    tfrecord_dir = config.data.tfrecord_dir
+    if not os.path.exists(os.path.join(tfrecord_dir, manifest.MANIFEST_NAME)):
+        raise SystemExit(
+            f"No TFRecords at {tfrecord_dir} (config.data.tfrecord_dir): run `make demo` or the "
+            "data commands of the config's docstring first."
+        )
+    strategy = create_strategy(args.strategy)
+    seconds, faults = [], []
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(config, workdir, strategy)
+        step = trainer.train_step_fn()
+        iterator = iter(trainer.dataset(distribute=args.child == "distributed"))
+        for _ in range(args.warmup):
+            float(step(iterator)[0])
+        for _ in range(args.rounds):
+            start_faults, start = _minor_faults(), time.perf_counter()
+            for _ in range(args.steps_per_round):
+                float(step(iterator)[0])
+            seconds.append((time.perf_counter() - start) / args.steps_per_round)
+            faults.append((_minor_faults() - start_faults) / args.steps_per_round)
+    return {
+        "seconds": seconds,
+        "faults": faults,
+        "batch": int(config.train.batch_size),
+        "tensorflow": tf.__version__,
+        "strategy": f"{args.strategy} ({type(strategy).__name__}, "
+        f"{strategy.num_replicas_in_sync} replica(s))",
+        "default": "distributed" if distributes_input(strategy) else "plain",
+    }
+
+
+def _child_argv(args):
+    argv = ["--config", args.config, "--strategy", args.strategy, "--warmup", str(args.warmup)]
+    argv += ["--rounds", str(args.rounds), "--steps_per_round", str(args.steps_per_round)]
+    argv += ["--config_arg", args.config_arg] if args.config_arg else []
+    for item in args.set:
+        argv += ["--set", item]
+    return argv
+
+
+def run(args):
+    """Both inputs, each in its own processes, alternating: (machine, rows)."""
+    argv = _child_argv(args)
+    results = {name: [] for name in INPUTS}
+    for _ in range(args.repeats):
+        for name in INPUTS:
+            child = subprocess.run(
+                [sys.executable, __file__, *argv, "--child", name],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            )
+            if child.returncode != 0:
+                raise SystemExit(f"The {name} run failed:\n{child.stderr[-4000:]}")
+            results[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    first = results["plain"][0]
+    batch = first["batch"]
+    plain = statistics.median(s for r in results["plain"] for s in r["seconds"])
+    rows = []
+    for name, runs in results.items():
+        seconds = [s for r in runs for s in r["seconds"]]
+        step_s = statistics.median(seconds)
+        rows.append(
+            {
+                "input": name,
+                "s/step": round(step_s, 4),
+                "examples/s": round(batch / step_s, 1),
+                "minor page faults/step": round(
+                    statistics.median(f for r in runs for f in r["faults"])
+                ),
+                "step / plain": round(step_s / plain, 2),
+                "round s/step": [round(s, 4) for s in seconds],
+            }
+        )
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "tensorflow": first["tensorflow"],
+        "strategy": first["strategy"],
+        "Trainer.dataset() default": first["default"],
+        "config": os.path.relpath(args.config, REPO)
+        + (f":{args.config_arg}" if args.config_arg else ""),
+        "overrides": args.set,
+        "batch": batch,
+        "processes x rounds x steps": f"{args.repeats} x {args.rounds} x {args.steps_per_round}",
+    }
+    return machine, rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    machine, rows = run(args)
+    print(json.dumps(machine))
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(COLUMNS))) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "rows": rows}, f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
