@@ -17,8 +17,6 @@ and the step time against the plain iterator's.
 """
 
 import argparse
-import ast
-import importlib.util
 import json
 import os
 import pathlib
@@ -49,7 +47,8 @@ def parse_args(argv=None):
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. train.batch_size=8 (a Python literal)",
+        help="override a config field, e.g. train.batch_size=8 (a Python literal); the "
+        "backbone weights are random (model.backbone.weights=None)",
     )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     parser.add_argument("--child", choices=INPUTS, default=None, help=argparse.SUPPRESS)
@@ -62,25 +61,6 @@ def parse_args(argv=None):
     return args
 
 
-def load_config(path, arg, overrides):
-    spec = importlib.util.spec_from_file_location("trainer_input_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
-    for item in overrides:
-        key, value = item.split("=", 1)
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass  # a plain string
-        node = config
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
-
-
 def _minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -88,7 +68,9 @@ def _minor_faults():
 def measure(args):
     """One input, in this process: seconds and minor page faults per step of each round."""
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))
     import tensorflow as tf
+    from train_step import load_config  # the config file, backbone weights None, --set fields
 
     from cmsa_tf.data import manifest
     from cmsa_tf.training import Trainer, create_strategy, distributes_input

@@ -1,7 +1,10 @@
 """Shared test helpers: the repository paths, config loading and the tiny ShapesRef config."""
 
 import importlib.util
+import os
 import pathlib
+import subprocess
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
@@ -200,3 +203,20 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(script: str, timeout: int = 300) -> str:
+    """Runs a Python script in a fresh process from the repository root (for what needs a TF
+    runtime of its own, e.g. logical CPU devices); asserts it exits 0 and prints "OK", returns
+    its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout, result.stdout
+    return result.stdout

@@ -1,14 +1,11 @@
 """`distributes_input`: which strategies get the distributed input (the Trainer's dataset)."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import tensorflow as tf
 
 from cmsa_tf.training import create_strategy, distributes_input
-from tests.helpers import REPO
+from tests.helpers import REPO, run_script
 
 
 def test_one_cpu_replica_takes_a_plain_iterator():
@@ -40,13 +37,4 @@ def test_several_replicas_or_a_gpu_take_the_distributed_input():
         print("OK")
         """
     ).format(repo=str(REPO))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK" in result.stdout
+    run_script(script, timeout=120)

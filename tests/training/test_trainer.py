@@ -1,8 +1,5 @@
 """The Trainer: one distributed step equals one single-device step; mixed precision."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -10,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from cmsa_tf.training import Trainer, create_strategy, train_loop
-from tests.helpers import REPO
+from tests.helpers import REPO, run_script
 
 MIRRORED_SCRIPT = textwrap.dedent(
     """
@@ -60,16 +57,7 @@ def test_mirrored_two_cpu_replicas_equal_one_device(tmp_path, tiny_shapes_tfreco
         records=tiny_shapes_tfrecords,
         workdir=str(tmp_path / "run_"),
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK" in result.stdout
+    run_script(script, timeout=300)
 
 
 @pytest.mark.slow
