@@ -134,21 +134,20 @@ def run(args):
             results[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
     first = results["plain"][0]
     batch = first["batch"]
-    plain = statistics.median(s for r in results["plain"] for s in r["seconds"])
+    seconds = {name: [s for r in runs for s in r["seconds"]] for name, runs in results.items()}
+    step_s = {name: statistics.median(values) for name, values in seconds.items()}
     rows = []
     for name, runs in results.items():
-        seconds = [s for r in runs for s in r["seconds"]]
-        step_s = statistics.median(seconds)
         rows.append(
             {
                 "input": name,
-                "s/step": round(step_s, 4),
-                "examples/s": round(batch / step_s, 1),
+                "s/step": round(step_s[name], 4),
+                "examples/s": round(batch / step_s[name], 1),
                 "minor page faults/step": round(
                     statistics.median(f for r in runs for f in r["faults"])
                 ),
-                "step / plain": round(step_s / plain, 2),
-                "round s/step": [round(s, 4) for s in seconds],
+                "step / plain": round(step_s[name] / step_s["plain"], 2),
+                "round s/step": [round(s, 4) for s in seconds[name]],
             }
         )
     machine = {
