@@ -184,6 +184,9 @@ def paper_config(
             # bounds (and max_words) that holds them (cmsa_tf.data.pipeline.make_dataset);
             # None: every batch padded to max_words.
             length_buckets=(4, 8, 12, 16),
+            # Beyond the paper: training batches of batch_size / k images with k expressions
+            # each, the backbone run once per image (cmsa_tf/data/image_groups.py); 1: none.
+            expressions_per_image=1,
         )
     )
     config.model = model_config(form)

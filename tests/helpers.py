@@ -20,6 +20,7 @@ TINY_OVERRIDES = {
     "model.attention.key_dims": (4, 4, 4),
     "model.fusion_channels": 8,
     "train.batch_size": 4,
+    "data.expressions_per_image": 1,  # tests split the batch of 4 over replicas and steps
     "train.steps": 4,
     "train.checkpoint_every": 2,
     "train.log_every": 1,

@@ -126,6 +126,10 @@ def test_shapes_long_schedule_and_arguments(load):
     assert long.data.augment == ("hflip", "vflip") and demo.data.augment == ()
     assert demo.train.region_loss == long.train.region_loss == "dice"
     assert demo.train.eval_every > 0  # the demo prints its learning curve
+    # 4 images x 4 expressions a batch; the paper configs train expressions one by one.
+    assert demo.data.expressions_per_image == long.data.expressions_per_image == 4
+    assert demo.train.batch_size % demo.data.expressions_per_image == 0
+    assert load("refcoco_unc").data.expressions_per_image == 1
     assert load("shapes", "official").model.attention.form == "official"
     with pytest.raises(ValueError, match=r"configs/shapes.py; expected one of .*'long'"):
         load("shapes", "longer")

@@ -111,11 +111,13 @@ class Augmenter:
         return example
 
     def _flip(self, example, name):
-        axis = 1 if name == "hflip" else 0  # image [S, S, 3], mask [S, S, 1]
+        # Width or height of image [S, S, 3] and mask [S, S, 1], or of an image group's image
+        # [S, S, 3] and masks [k, S, S, 1] (cmsa_tf.data.image_groups): one flip for the group.
+        axis = -2 if name == "hflip" else -3
         out = dict(example)
         out["image"] = tf.reverse(example["image"], [axis])
         out["mask"] = tf.reverse(example["mask"], [axis])
-        out["words"] = tf.gather(self.tables[name], example["words"])  # [T]
+        out["words"] = tf.gather(self.tables[name], example["words"])  # [T] or [k, T]
         # The resize-and-pad window moves to the mirrored side (preprocess.INFO_KEYS).
         size = tf.shape(example["image"])[axis]
         if name == "hflip" and "pad_left" in example:

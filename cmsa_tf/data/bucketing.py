@@ -40,9 +40,11 @@ def bucket_by_length(
     """Unbatched parsed examples -> batches of one bucket each, `words` cut to its bound.
 
     Args:
-        dataset: elements with `words` int32 [T], real words first (`pipeline.pad_words`).
+        dataset: elements with `words` int32 [T], real words first (`pipeline.pad_words`), or
+            image groups (`cmsa_tf.data.image_groups`) with `words` [k, T], bucketed by their
+            longest expression.
         bounds: increasing word-slot bounds ending with `T` (`check_length_buckets`).
-        batch_size: examples per batch.
+        batch_size: elements (examples or groups) per batch.
         drop_remainder: drop the last partial batch of each bucket.
 
     Returns:
@@ -50,19 +52,20 @@ def bucket_by_length(
     """
     bounds_t = tf.constant(bounds, tf.int32)
 
-    def bucket_of(element):
-        length = tf.reduce_sum(tf.cast(element["words"] != 0, tf.int32))
+    def bucket_of(element):  # words [T], or [k, T] for an image group: its longest row
+        lengths = tf.reduce_sum(tf.cast(element["words"] != 0, tf.int32), axis=-1)
+        length = tf.reduce_max(lengths)
         return tf.cast(tf.argmax(tf.cast(bounds_t >= length, tf.int32)), tf.int64)
 
     def cut(element):  # real words sit first (pad_words pads at the end)
         bound = bounds_t[bucket_of(element)]
         words = element["words"]
         tf.debugging.assert_equal(
-            tf.reduce_sum(tf.cast(words[bound:] != 0, tf.int32)),
+            tf.reduce_sum(tf.cast(words[..., bound:] != 0, tf.int32)),
             0,
             message="length bucketing: a word lies beyond its bucket's bound",
         )
-        return {**element, "words": words[:bound]}
+        return {**element, "words": words[..., :bound]}
 
     def batch(key, window):
         return window.batch(batch_size, drop_remainder=drop_remainder)

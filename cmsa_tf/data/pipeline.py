@@ -26,7 +26,9 @@ Output element of `make_dataset` (a dict; batched along a leading axis):
 | `resized_height` | int32   | []          | height of the resized image inside the pad         |
 | `resized_width`  | int32   | []          | width of the resized image inside the pad          |
 
-The last seven are `preprocess.INFO_KEYS`. With `include_original=True` also: `image_bytes` and
+The last seven are `preprocess.INFO_KEYS`. With `expressions_per_image=k` (training), a batch of B
+holds `image` once per image, [B / k, S, S, 3], and `image_index` int32 [B], each expression's row
+of it (`cmsa_tf.data.image_groups`). With `include_original=True` also: `image_bytes` and
 `orig_mask_png` (string: the encoded original image and mask, so batches stay dense), `expression`
 (string), `image_id`, `ref_id`, `ann_id`, `sentence_id` (int64).
 """
@@ -36,7 +38,7 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from cmsa_tf.data import bucketing, image_io, manifest, preprocess, schema
+from cmsa_tf.data import bucketing, image_groups, image_io, manifest, preprocess, schema
 from cmsa_tf.data.bucketing import check_length_buckets  # also importable from here
 from cmsa_tf.data.preprocess import DEFAULT_IMAGE_SIZE
 
@@ -283,6 +285,7 @@ def make_dataset(
     preprocessing: str = "default",
     augment: Callable[[dict], dict] | None = None,
     length_buckets: Sequence[int] | None = None,
+    expressions_per_image: int = 1,
 ) -> tf.data.Dataset:
     """TFRecords -> batched dicts of model inputs (see the module docstring for the keys).
 
@@ -317,6 +320,10 @@ def make_dataset(
             is the last one (`check_length_buckets`). Each expression goes
             to the smallest bucket that holds its words, batches are formed within a bucket
             and their `words` cut to that bucket's bound (`cmsa_tf.data.bucketing`).
+        expressions_per_image: k > 1 (training only): each batch holds `batch_size / k` images
+            with k expressions of each, `image` once per image and `image_index` [B] saying
+            which (`cmsa_tf.data.image_groups`); the shuffle buffer then holds
+            `shuffle_buffer / k` groups. 1: independent expressions.
 
     Returns:
         A `tf.data.Dataset` of dicts.
@@ -341,12 +348,15 @@ def make_dataset(
         raise ValueError(f"repeat must be None, a bool or an int >= 1, got {repeat!r}.")
     if drop_remainder is None:
         drop_remainder = bool(training)
+    grouped = expressions_per_image != 1
+    if grouped and not training:
+        raise ValueError("expressions_per_image > 1 groups training batches; pass training=True.")
     parser = Parser(
         image_size=image_size,
         max_words=max_words,
         include_original=include_original,
         preprocessing=preprocessing,
-        augment=augment if training else None,
+        augment=augment if training and not grouped else None,  # a group flips as one
     )
     files = _list_files(file_pattern_or_files)
     ordered = deterministic or not training
@@ -359,6 +369,7 @@ def make_dataset(
         pipeline_id = input_context.input_pipeline_id
     else:
         num_pipelines, pipeline_id = 1, 0
+    group = image_groups.check_expressions_per_image(expressions_per_image, batch_size)
 
     dataset = tf.data.Dataset.from_tensor_slices(files)
     shard_files = num_pipelines > 1 and len(files) >= num_pipelines
@@ -366,8 +377,13 @@ def make_dataset(
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def read(path):  # one file's records, or its image groups ([group] strings)
+        records = tf.data.TFRecordDataset(path, buffer_size=8 << 20)
+        return image_groups.group_records(records, group) if grouped else records
+
     dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
+        read,
         cycle_length=min(len(files), 16),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -376,25 +392,31 @@ def make_dataset(
     if num_pipelines > 1 and not shard_files:
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        buffer = max(1, shuffle_buffer // group)
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if epochs != 1:
         dataset = dataset.repeat(epochs)
 
     decoder = Decoder()
     parse = parser.parse_fn()
-    dataset = dataset.map(
-        lambda serialized: parse(decoder.decode(serialized)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=ordered,
-    )
+    if grouped:
+        parse_element = image_groups.parse_group(parse, decoder, augment)
+    else:
+        parse_element = lambda serialized: parse(decoder.decode(serialized))  # noqa: E731
+    dataset = dataset.map(parse_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     if skip_corrupt:
         dataset = dataset.ignore_errors(log_warning=True)
     if length_buckets is None:
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        dataset = dataset.batch(batch_size // group, drop_remainder=drop_remainder)
     else:
         dataset = bucketing.bucket_by_length(
-            dataset, check_length_buckets(length_buckets, max_words), batch_size, drop_remainder
+            dataset,
+            check_length_buckets(length_buckets, max_words),
+            batch_size // group,
+            drop_remainder,
         )
+    if grouped:
+        dataset = dataset.map(image_groups.flatten_groups)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
 
     options = tf.data.Options()

@@ -176,7 +176,7 @@ class CMSASegmenter(keras.Model):
 
     def build(self, input_shape):
         image_shape, words_shape = self._check_inputs(input_shape)
-        batch = image_shape[0]
+        batch = words_shape[0]  # expressions (with `image_index`, images may be fewer)
         strides = self.backbone.feature_strides
 
         def level_shape(name, channels):  # [B, ceil(H / stride), ceil(W / stride), channels]
@@ -253,7 +253,11 @@ class CMSASegmenter(keras.Model):
 
         Args:
             inputs: dict with `"image"` float32 [B, H, W, 3] (BGR, mean-subtracted) and `"words"`
-                int32 [B, T] (0 = padding).
+                int32 [B, T] (0 = padding). Optionally `"image_index"` int32 [B]: expression b
+                is about image `image[image_index[b]]` of an `"image"` batch [G, H, W, 3], so
+                each image runs the backbone once for all its expressions (training batches of
+                `cmsa_tf.data.image_groups`); the result equals that of `"image"` gathered to
+                [B, H, W, 3], apart from BatchNorm statistics in training mode.
             training: Keras training flag.
             return_attention: also return the per-level word attention and the fused features.
 
@@ -278,7 +282,10 @@ class CMSASegmenter(keras.Model):
         level_words, level_mask, word_share = self.word_encoder(
             self.word_embedding(words), word_mask
         )
-        features = self.backbone(images, training=training)
+        features = self.backbone(images, training=training)  # levels [G, h, w, C]
+        image_index = inputs.get("image_index")
+        if image_index is not None:  # each expression's image: levels [B, h, w, C]
+            features = {name: ops.take(f, image_index, axis=0) for name, f in features.items()}
 
         level_maps = []
         word_attention = []

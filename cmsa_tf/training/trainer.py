@@ -157,6 +157,7 @@ class Trainer:
                 preprocessing=data.get("preprocessing", "default"),
                 augment=augment.from_config(data, seed=self.config.train.seed),
                 length_buckets=data.get("length_buckets"),
+                expressions_per_image=data.get("expressions_per_image", 1),
             )
 
         if distribute is None:
@@ -170,7 +171,8 @@ class Trainer:
         variables = self.model.trainable_variables
         replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = self.model({"image": batch["image"], "words": batch["words"]}, training=True)
+            inputs = {key: batch[key] for key in ("image", "words", "image_index") if key in batch}
+            logits = self.model(inputs, training=True)
             per_example = losses.segmentation_loss(
                 batch["mask"],
                 logits,

@@ -326,3 +326,41 @@ def test_upsampling_is_an_argument_of_the_model():
     assert model.get_config()["upsampling"] == "tf1"
     with pytest.raises(ValueError, match="upsampling must be one of"):
         CMSASegmenter(vocab_size=10, upsampling="nearest")
+
+
+@pytest.mark.parametrize("kwargs", [TINY, OFFICIAL], ids=["paper", "official"])
+def test_image_index_shares_the_backbone_exactly(kwargs):
+    """Expressions of one image given once with `image_index` (cmsa_tf.data.image_groups) get the
+    logits and gradients of the same images repeated per expression (inference BatchNorm)."""
+    model = CMSASegmenter(**kwargs, trainable_stages=("conv1", "res2", "res3", "res4", "res5"))
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(2, 32, 32, 3)).astype("float32") * 50.0
+    index = np.asarray([0, 0, 1, 1, 0], dtype="int32")
+    words = np.asarray(
+        [(3, 4, 5, 0), (7, 8, 0, 0), (9, 10, 11, 12), (4, 0, 0, 0), (5, 6, 7, 0)], dtype="int32"
+    )
+    shared = {"image": images, "words": words, "image_index": index}
+    repeated = {"image": images[index], "words": words}
+    target = rng.uniform(size=(5, 32, 32, 1)).astype("float32")
+
+    def logits_and_grads(inputs):
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=False)
+            loss = tf.reduce_mean(tf.square(tf.sigmoid(logits) - target))
+        return logits, tape.gradient(loss, model.trainable_variables)
+
+    logits_s, grads_s = logits_and_grads(shared)
+    logits_r, grads_r = logits_and_grads(repeated)
+    assert logits_s.shape == (5, 32, 32, 1)
+    np.testing.assert_allclose(logits_s, logits_r, rtol=1e-5, atol=1e-5)
+    backbone = {id(v) for v in model.backbone.trainable_variables}
+    assert sum(id(v) in backbone for v in model.trainable_variables) > 10
+    assert all(g is not None for g in grads_s)
+    grads_s = [tf.convert_to_tensor(g).numpy() for g in grads_s]
+    grads_r = [tf.convert_to_tensor(g).numpy() for g in grads_r]
+    # Relative to each variable's gradient, or to the largest one where a gradient is zero up to
+    # rounding (a key bias, to which the softmax is invariant).
+    largest = max(float(np.abs(g).max()) for g in grads_r)
+    for variable, g_s, g_r in zip(model.trainable_variables, grads_s, grads_r):
+        scale = max(float(np.abs(g_r).max()), 1e-4 * largest)
+        np.testing.assert_allclose(g_s / scale, g_r / scale, atol=1e-4, err_msg=variable.path)

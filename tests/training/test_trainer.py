@@ -220,3 +220,47 @@ def test_one_cpu_replica_trains_on_a_plain_iterator_with_the_same_step(
     gpus = tf.config.list_logical_devices("GPU")
     plain = isinstance(trainer.dataset(), tf.data.Dataset)
     assert plain == (not gpus)
+
+
+def test_image_groups_train_the_step_of_the_images_repeated(tmp_path, tiny_shapes_tfrecords):
+    """`data.expressions_per_image=2`: batches of 2 images x 2 expressions, the backbone run once
+    per image; with BatchNorm frozen the step equals the step on each expression's image
+    repeated (the ungrouped model input)."""
+    import keras
+
+    from tests.helpers import tiny_shapes_config
+
+    config = tiny_shapes_config(tiny_shapes_tfrecords)
+    config.data.deterministic = True
+    config.data.expressions_per_image = 2
+    config.model.backbone.freeze_batchnorm = True  # BN statistics over 2 or 4 images differ
+    config.model.backbone.trainable_stages = ("res4", "res5")
+    trainer = Trainer(config, str(tmp_path / "data"), create_strategy("one_device"))
+    batch = next(iter(trainer.dataset()))
+    assert batch["image"].shape[0] == 2 and batch["words"].shape[0] == 4
+    np.testing.assert_array_equal(batch["image_index"], [0, 0, 1, 1])
+    repeated = {k: v for k, v in batch.items() if k != "image_index"}
+    repeated["image"] = tf.gather(batch["image"], batch["image_index"])
+    results = []
+    for name, inputs in (("grouped", batch), ("repeated", repeated)):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(config, str(tmp_path / name), create_strategy("one_device"))
+        before = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        loss = float(trainer.train_step_fn()(iter(tf.data.Dataset.from_tensors(inputs)))[0])
+        after = [v.numpy() for v in trainer.model.trainable_variables]
+        results.append((loss, before, after))
+    (loss_g, before_g, after_g), (loss_r, before_r, after_r) = results
+    np.testing.assert_allclose(loss_g, loss_r, rtol=1e-5)
+    paths = [v.path for v in trainer.model.trainable_variables]
+    compared = 0
+    for path, b_g, a_g, b_r, a_r in zip(paths, before_g, after_g, before_r, after_r):
+        np.testing.assert_array_equal(b_g, b_r)
+        if path.endswith("key_bias"):
+            # The softmax is invariant to the key bias: its gradient is rounding noise, and
+            # Adam's first step (about lr * sign(g)) follows the noise's sign.
+            continue
+        np.testing.assert_allclose(a_g - b_g, a_r - b_r, rtol=1e-3, atol=1e-6, err_msg=path)
+        assert np.abs(a_g - b_g).max() > 0, path
+        compared += 1
+    backbone = {id(v) for v in trainer.model.backbone.trainable_variables}
+    assert compared > 10 and sum(id(v) in backbone for v in trainer.model.trainable_variables) > 4

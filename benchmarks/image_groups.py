@@ -1,0 +1,127 @@
+"""The Trainer's step with k expressions per image (`data.expressions_per_image`), k = 1, 2, 4, ...
+
+Each k runs the `configs/shapes.py` Trainer (or `--config`) on its plain input in its own
+process (`trainer_input.py`'s child, with `--set data.expressions_per_image=k`), `--repeats`
+times, the values of k alternating so that load from other processes hits them alike. A row gives
+the median seconds per step over the rounds and repeats, expressions/s, images/s (the backbone's
+batch is batch_size / k images), and the step time against k = 1. The TFRecords must exist
+(`make demo`, or the commands in the config's docstring).
+
+    .venv/bin/python benchmarks/image_groups.py --json benchmarks/results/image_groups.json
+    .venv/bin/python benchmarks/image_groups.py --groups 1,4 --rounds 2  # quicker
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRAINER_INPUT = REPO / "benchmarks" / "trainer_input.py"
+COLUMNS = (
+    "expressions per image",
+    "images per step",
+    "s/step",
+    "expressions/s",
+    "images/s",
+    "step / k=1",
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "configs" / "shapes.py"))
+    parser.add_argument("--config_arg", default=None, help="the config's argument, e.g. long")
+    parser.add_argument("--groups", default="1,2,4,8", help="values of k, comma-separated")
+    parser.add_argument("--repeats", type=int, default=2, help="processes of each k")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per process")
+    parser.add_argument("--steps_per_round", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps of each first")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="as trainer_input.py"
+    )
+    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        args.groups = [int(k) for k in args.groups.split(",") if k.strip()]
+    except ValueError:
+        parser.error(f"--groups takes comma-separated ints, got {args.groups!r}")
+    if not args.groups or min(args.groups) < 1 or 1 not in args.groups:
+        parser.error(f"--groups must be positive ints including 1, got {args.groups}")
+    if min(args.repeats, args.rounds, args.steps_per_round, args.warmup) < 1:
+        parser.error("--repeats, --rounds, --steps_per_round and --warmup must be >= 1")
+    return args
+
+
+def _child(args, k):
+    argv = [sys.executable, str(TRAINER_INPUT), "--child", "plain", "--config", args.config]
+    argv += ["--warmup", str(args.warmup), "--rounds", str(args.rounds)]
+    argv += ["--steps_per_round", str(args.steps_per_round)]
+    argv += ["--config_arg", args.config_arg] if args.config_arg else []
+    for item in [*args.set, f"data.expressions_per_image={k}"]:
+        argv += ["--set", item]
+    child = subprocess.run(
+        argv, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"The run with k={k} failed:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def run(args):
+    """Every k, each in its own processes, alternating: (machine, rows)."""
+    results = {k: [] for k in args.groups}
+    for _ in range(args.repeats):
+        for k in args.groups:
+            results[k].append(_child(args, k))
+    batch = results[1][0]["batch"]
+    step_s = {
+        k: statistics.median(s for r in runs for s in r["seconds"]) for k, runs in results.items()
+    }
+    rows = [
+        {
+            "expressions per image": k,
+            "images per step": batch // k,
+            "s/step": round(step_s[k], 4),
+            "expressions/s": round(batch / step_s[k], 1),
+            "images/s": round(batch / k / step_s[k], 1),
+            "step / k=1": round(step_s[k] / step_s[1], 2),
+            "round s/step": [round(s, 4) for r in results[k] for s in r["seconds"]],
+        }
+        for k in args.groups
+    ]
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "tensorflow": results[1][0]["tensorflow"],
+        "strategy": results[1][0]["strategy"],
+        "config": os.path.relpath(args.config, REPO)
+        + (f":{args.config_arg}" if args.config_arg else ""),
+        "overrides": args.set,
+        "batch (expressions)": batch,
+        "processes x rounds x steps": f"{args.repeats} x {args.rounds} x {args.steps_per_round}",
+    }
+    return machine, rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    machine, rows = run(args)
+    print(json.dumps(machine))
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join(" ---: " for _ in COLUMNS) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "rows": rows}, f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
