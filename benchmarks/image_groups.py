@@ -15,13 +15,15 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TRAINER_INPUT = REPO / "benchmarks" / "trainer_input.py"
+sys.path.insert(0, str(REPO / "benchmarks"))
+import trainer_input  # noqa: E402  (the child process and the report)
+
+TRAINER_INPUT = trainer_input.__file__
 COLUMNS = (
     "expressions per image",
     "images per step",
@@ -94,33 +96,14 @@ def run(args):
         }
         for k in args.groups
     ]
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "tensorflow": results[1][0]["tensorflow"],
-        "strategy": results[1][0]["strategy"],
-        "config": os.path.relpath(args.config, REPO)
-        + (f":{args.config_arg}" if args.config_arg else ""),
-        "overrides": args.set,
-        "batch (expressions)": batch,
-        "processes x rounds x steps": f"{args.repeats} x {args.rounds} x {args.steps_per_round}",
-    }
+    machine = trainer_input.machine_info(args, results[1][0], {"batch (expressions)": batch})
     return machine, rows
 
 
 def main(argv=None):
     args = parse_args(argv)
     machine, rows = run(args)
-    print(json.dumps(machine))
-    print("| " + " | ".join(COLUMNS) + " |")
-    print("|" + "|".join(" ---: " for _ in COLUMNS) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "rows": rows}, f, indent=2)
-            f.write("\n")
+    trainer_input.report(machine, COLUMNS, rows, args.json, first_align=" ---: ")
 
 
 if __name__ == "__main__":

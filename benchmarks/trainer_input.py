@@ -150,20 +150,38 @@ def run(args):
                 "round s/step": [round(s, 4) for s in seconds[name]],
             }
         )
-    machine = {
+    machine = machine_info(args, first, {"Trainer.dataset() default": first["default"]})
+    machine["batch"] = batch
+    return machine, rows
+
+
+def machine_info(args, child: dict, extra: dict) -> dict:
+    """The machine, TensorFlow, strategy (from a child's result), config and run sizes."""
+    return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "tensorflow": first["tensorflow"],
-        "strategy": first["strategy"],
-        "Trainer.dataset() default": first["default"],
+        "tensorflow": child["tensorflow"],
+        "strategy": child["strategy"],
+        **extra,
         "config": os.path.relpath(args.config, REPO)
         + (f":{args.config_arg}" if args.config_arg else ""),
         "overrides": args.set,
-        "batch": batch,
         "processes x rounds x steps": f"{args.repeats} x {args.rounds} x {args.steps_per_round}",
     }
-    return machine, rows
+
+
+def report(machine: dict, columns, rows, json_path=None, first_align=" --- "):
+    """Prints the machine and the rows as a Markdown table; writes both to `json_path`."""
+    print(json.dumps(machine))
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join(first_align if i == 0 else " ---: " for i in range(len(columns))) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": machine, "rows": rows}, f, indent=2)
+            f.write("\n")
 
 
 def main(argv=None):
@@ -172,15 +190,7 @@ def main(argv=None):
         print(json.dumps(measure(args)))
         return
     machine, rows = run(args)
-    print(json.dumps(machine))
-    print("| " + " | ".join(COLUMNS) + " |")
-    print("|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(COLUMNS))) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "rows": rows}, f, indent=2)
-            f.write("\n")
+    report(machine, COLUMNS, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def get_config(arg=None):
     config.data.image_size = 160
     config.data.max_words = 10
     # A batch of 16 expressions is 4 images with 4 expressions each, the backbone run once per
-    # image (cmsa_tf/data/image_groups.py): the step 1.4x faster, the curve the same (README,
-    # "ShapesRef results").
+    # image (cmsa_tf/data/image_groups.py): the step 1.4x faster, the learning curve within the
+    # spread of ungrouped runs (README, the demo's runs under "Commands").
     config.data.expressions_per_image = 4
 
     model = config.model

@@ -221,3 +221,16 @@ def run_script(script: str, timeout: int = 300) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout, result.stdout
     return result.stdout
+
+
+def run_tiny_trainer_benchmark(name: str, tfrecord_dir, *args: str) -> subprocess.CompletedProcess:
+    """Runs `benchmarks/<name>.py` (a Trainer benchmark taking `--set`) with `args` on the tiny
+    ShapesRef config (`TINY_OVERRIDES` over `tfrecord_dir`): 1 process each, 2 rounds of 2 steps
+    after 1 warm-up step. Asserts it exits 0; returns the completed process."""
+    command = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args]
+    command += ["--repeats", "1", "--rounds", "2", "--steps_per_round", "2", "--warmup", "1"]
+    for key, value in dict(TINY_OVERRIDES, **{"data.tfrecord_dir": tfrecord_dir}).items():
+        command += ["--set", f"{key}={value!r}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

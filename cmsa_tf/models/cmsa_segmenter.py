@@ -285,7 +285,7 @@ class CMSASegmenter(keras.Model):
         features = self.backbone(images, training=training)  # levels [G, h, w, C]
         image_index = inputs.get("image_index")
         if image_index is not None:  # each expression's image: levels [B, h, w, C]
-            features = {name: ops.take(f, image_index, axis=0) for name, f in features.items()}
+            features = {name: ops.take(features[name], image_index, axis=0) for name in self.levels}
 
         level_maps = []
         word_attention = []

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import TINY_OVERRIDES
+from tests.helpers import TINY_OVERRIDES, run_tiny_trainer_benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "image_groups.py"
@@ -17,13 +17,9 @@ SCRIPT = REPO / "benchmarks" / "image_groups.py"
 @pytest.mark.slow
 def test_each_group_size_measured_in_its_own_process(tmp_path, tiny_shapes_tfrecords):
     out = tmp_path / "image_groups.json"
-    command = [sys.executable, str(SCRIPT), "--json", str(out), "--groups", "1,2"]
-    command += ["--repeats", "1", "--rounds", "2", "--steps_per_round", "2", "--warmup", "1"]
-    overrides = dict(TINY_OVERRIDES, **{"data.tfrecord_dir": tiny_shapes_tfrecords})
-    for key, value in overrides.items():
-        command += ["--set", f"{key}={value!r}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tiny_trainer_benchmark(
+        "image_groups", tiny_shapes_tfrecords, "--json", str(out), "--groups", "1,2"
+    )
     saved = json.loads(out.read_text())
     machine, rows = saved["machine"], saved["rows"]
     batch = TINY_OVERRIDES["train.batch_size"]

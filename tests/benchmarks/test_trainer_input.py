@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import TINY_OVERRIDES
+from tests.helpers import TINY_OVERRIDES, run_tiny_trainer_benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -16,13 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_both_inputs_measured_in_their_own_processes(tmp_path, tiny_shapes_tfrecords):
     out = tmp_path / "trainer_input.json"
-    command = [sys.executable, str(REPO / "benchmarks" / "trainer_input.py"), "--json", str(out)]
-    command += ["--repeats", "1", "--rounds", "2", "--steps_per_round", "2", "--warmup", "1"]
-    overrides = dict(TINY_OVERRIDES, **{"data.tfrecord_dir": tiny_shapes_tfrecords})
-    for key, value in overrides.items():
-        command += ["--set", f"{key}={value!r}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tiny_trainer_benchmark("trainer_input", tiny_shapes_tfrecords, "--json", str(out))
     saved = json.loads(out.read_text())
     machine, rows = saved["machine"], saved["rows"]
     assert machine["batch"] == TINY_OVERRIDES["train.batch_size"]

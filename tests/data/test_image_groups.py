@@ -113,22 +113,26 @@ def _reference(records, augmenter=None):
     return out
 
 
-@pytest.mark.parametrize("buckets", [None, (2,)])
-def test_grouped_batches_equal_the_records_parsed_alone(shared_images, buckets):
-    files, records = shared_images
-    dataset = pipeline.make_dataset(
+def _one_epoch_of_pairs(files, batch_size, **kwargs):
+    """One ordered epoch of training batches of 2 expressions per image, with the record ids."""
+    return pipeline.make_dataset(
         files,
         image_size=SIZE,
         max_words=MAX_WORDS,
-        batch_size=4,
+        batch_size=batch_size,
         training=True,
         deterministic=True,
         repeat=False,
-        drop_remainder=False,
         include_original=True,
-        length_buckets=buckets,
         expressions_per_image=2,
+        **kwargs,
     )
+
+
+@pytest.mark.parametrize("buckets", [None, (2,)])
+def test_grouped_batches_equal_the_records_parsed_alone(shared_images, buckets):
+    files, records = shared_images
+    dataset = _one_epoch_of_pairs(files, 4, drop_remainder=False, length_buckets=buckets)
     reference = _reference(records)
     seen = collections.Counter()
     for batch in dataset:
@@ -153,19 +157,7 @@ def test_a_group_flips_as_one(shared_images):
     files, records = shared_images
     tokens = ["<pad>", "left", "right"] + [f"w{i}" for i in range(3, 20)]
     flip = augment.Augmenter(tokens, ("hflip", "vflip"), probability=1.0)
-    dataset = pipeline.make_dataset(
-        files,
-        image_size=SIZE,
-        max_words=MAX_WORDS,
-        batch_size=2,
-        training=True,
-        deterministic=True,
-        repeat=False,
-        include_original=True,
-        length_buckets=None,
-        augment=flip,
-        expressions_per_image=2,
-    )
+    dataset = _one_epoch_of_pairs(files, 2, length_buckets=None, augment=flip)
     reference = _reference(records, flip)
     batches = 0
     for batch in dataset:
