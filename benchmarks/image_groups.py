@@ -12,18 +12,14 @@ batch is batch_size / k images), and the step time against k = 1. The TFRecords 
 """
 
 import argparse
-import json
-import os
 import pathlib
 import statistics
-import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import trainer_input  # noqa: E402  (the child process and the report)
 
-TRAINER_INPUT = trainer_input.__file__
 COLUMNS = (
     "expressions per image",
     "images per step",
@@ -60,18 +56,11 @@ def parse_args(argv=None):
 
 
 def _child(args, k):
-    argv = [sys.executable, str(TRAINER_INPUT), "--child", "plain", "--config", args.config]
-    argv += ["--warmup", str(args.warmup), "--rounds", str(args.rounds)]
-    argv += ["--steps_per_round", str(args.steps_per_round)]
-    argv += ["--config_arg", args.config_arg] if args.config_arg else []
-    for item in [*args.set, f"data.expressions_per_image={k}"]:
-        argv += ["--set", item]
-    child = subprocess.run(
-        argv, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    )
-    if child.returncode != 0:
-        raise SystemExit(f"The run with k={k} failed:\n{child.stderr[-4000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
+    """trainer_input.py's plain-input child with `data.expressions_per_image=k`."""
+    child_args = argparse.Namespace(**vars(args))
+    child_args.strategy = "mirrored"  # trainer_input.py's default: one replica on a CPU
+    child_args.set = [*args.set, f"data.expressions_per_image={k}"]
+    return trainer_input.run_child(child_args, "plain", label=f"k={k}")
 
 
 def run(args):

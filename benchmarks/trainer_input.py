@@ -117,21 +117,25 @@ def _child_argv(args):
     return argv
 
 
+def run_child(args, name: str, label: str | None = None) -> dict:
+    """`measure` of input `name` in a fresh process with `args`' settings; its result."""
+    child = subprocess.run(
+        [sys.executable, __file__, *_child_argv(args), "--child", name],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"The {label or name} run failed:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def run(args):
     """Both inputs, each in its own processes, alternating: (machine, rows)."""
-    argv = _child_argv(args)
     results = {name: [] for name in INPUTS}
     for _ in range(args.repeats):
         for name in INPUTS:
-            child = subprocess.run(
-                [sys.executable, __file__, *argv, "--child", name],
-                capture_output=True,
-                text=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-            )
-            if child.returncode != 0:
-                raise SystemExit(f"The {name} run failed:\n{child.stderr[-4000:]}")
-            results[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            results[name].append(run_child(args, name))
     first = results["plain"][0]
     batch = first["batch"]
     seconds = {name: [s for r in runs for s in r["seconds"]] for name, runs in results.items()}
@@ -150,9 +154,8 @@ def run(args):
                 "round s/step": [round(s, 4) for s in seconds[name]],
             }
         )
-    machine = machine_info(args, first, {"Trainer.dataset() default": first["default"]})
-    machine["batch"] = batch
-    return machine, rows
+    extra = {"Trainer.dataset() default": first["default"], "batch": batch}
+    return machine_info(args, first, extra), rows
 
 
 def machine_info(args, child: dict, extra: dict) -> dict:

@@ -123,13 +123,9 @@ def parse_group(
 
     def parse_one_group(records):
         size = records.shape[0]
-        examples = [parse(decoder.decode(records[i])) for i in range(size)]
-        image_ids = tf.stack(
-            [
-                tf.io.parse_single_example(records[i], _IMAGE_ID_SPEC)[schema.IMAGE_ID]
-                for i in range(size)
-            ]
-        )
+        decoded = [decoder.decode(records[i]) for i in range(size)]
+        examples = [parse(d) for d in decoded]
+        image_ids = tf.stack([d["image_id"] for d in decoded])  # [k]
         same = tf.debugging.assert_equal(
             image_ids,
             tf.fill([size], image_ids[0]),
