@@ -17,7 +17,9 @@ Official-code form (ReLU projections, 2x2x2 max-pooled keys and values): in
 """
 
 import collections
+import math
 
+import numpy as np
 import tensorflow as tf
 
 ProjectionWeights = collections.namedtuple(
@@ -68,53 +70,117 @@ def static_or_dynamic(x):
     return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
-def by_memory(sizes, itemsize, memory_bytes, whole, chunked):
-    """`whole()` when a tensor of `sizes` elements of `itemsize` bytes fits `memory_bytes`,
-    else `chunked()`: decided in Python when every size is static, otherwise by `tf.cond`."""
+def fits_memory(sizes, itemsize, memory_bytes):
+    """Whether a tensor of `sizes` elements of `itemsize` bytes takes at most `memory_bytes`: a
+    Python bool when every size is static, else a bool scalar tensor."""
     if all(isinstance(size, int) for size in sizes):
         total = itemsize
         for size in sizes:
             total *= size
-        return whole() if total <= memory_bytes else chunked()
+        return total <= memory_bytes
     total = tf.constant(float(itemsize), tf.float64)
     for size in sizes:
         total *= tf.cast(size, tf.float64)
-    return tf.cond(total <= float(memory_bytes), whole, chunked)
+    return total <= float(memory_bytes)
+
+
+def by_memory(sizes, itemsize, memory_bytes, whole, chunked):
+    """`whole()` when a tensor of `sizes` elements of `itemsize` bytes fits `memory_bytes`,
+    else `chunked()`: decided in Python when every size is static, otherwise by `tf.cond`."""
+    fits = fits_memory(sizes, itemsize, memory_bytes)
+    if isinstance(fits, bool):
+        return whole() if fits else chunked()
+    return tf.cond(fits, whole, chunked)
 
 
 # Default memory allowed to the [B, T, P, P] softmax of the vectorised paper kernel: 1 GiB.
 DEFAULT_SOFTMAX_MEMORY_BYTES = 1 << 30
 
 
-def word_averaged_softmax(base, word_logits, weights, memory_bytes=0):
+def product_logit_range(dtype) -> float:
+    """The largest logit spread for which `word_averaged_softmax` takes its product path.
+
+    Each factor of that path is an exponential shifted by its own maximum, so it lies in
+    (0, 1]; a word's normaliser `Z` is at least exp(-g) for a gap g at most the smaller of the
+    two logit spreads (see `word_averaged_softmax`). Spreads up to 70% of -log(smallest normal
+    number) keep every `Z` far above underflow: about 61 in float32, 496 in float64, 6.8 in
+    float16.
+    """
+    return 0.7 * -math.log(float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).tiny))
+
+
+def word_averaged_softmax(base, word_logits, weights, memory_bytes=0, product_range=None):
     """`S[b, p, q] = sum_n weights[b, n] * softmax_q(base[b, p, q] + word_logits[b, n, q])`.
 
-    When the [B, T, P, Q] softmax of all words takes at most `memory_bytes`, all words at
-    once (autodiff keeps it for the backward pass). Otherwise one word at a time, forward and
-    backward (the backward pass recomputes each word's softmax), so memory stays
-    O(B * P * Q) whatever the number of words. Both give the same values and gradients.
+    Three ways of computing the same values and gradients, chosen per call:
+
+    - **Product** (where the logits' spreads allow, which is the rule): the exponential of a
+      sum is the product of the exponentials, so with `E = exp(base - max_q base)` [B, P, Q],
+      `e_n = exp(word_logits_n - max_q word_logits_n)` [B, T, Q] and the normalisers
+      `Z = E e^T` [B, P, T] (a matmul), `S = E * ((weights / Z) e)` (a second matmul). No
+      word loop and no [B, T, P, Q] tensor: two matmuls over the words and a few passes over
+      [B, P, Q], autodiff for the backward pass. Exact in real arithmetic; in floating point a
+      normaliser could underflow, which needs both spreads to be large: `Z_n[p] >=
+      exp(-min(spread_q base[p], spread_q word_logits_n))`. It is taken when that bound,
+      over every position and real word (`weights > 0`), is at most `product_range`.
+    - Otherwise, when the [B, T, P, Q] softmax of all words takes at most `memory_bytes`, all
+      words at once (autodiff keeps it for the backward pass);
+    - otherwise one word at a time, forward and backward (the backward pass recomputes each
+      word's softmax), so memory stays O(B * P * Q) whatever the number of words.
 
     Args:
         base: [B, P, Q] logits shared by all words.
         word_logits: [B, T, Q] per-word logits, broadcast over P.
-        weights: [B, T] word weights.
-        memory_bytes: memory allowed to the vectorised path (0: always word by word).
+        weights: [B, T] non-negative word weights.
+        memory_bytes: memory allowed to the all-words path (0: word by word).
+        product_range: the largest spread bound of the product path; None:
+            `product_logit_range(base.dtype)`; a negative value never takes it.
 
     Returns:
         [B, P, Q].
     """
-    if memory_bytes <= 0:
-        return _word_averaged_softmax(base, word_logits, weights)
+    limit = product_logit_range(base.dtype) if product_range is None else float(product_range)
 
-    def vectorised():  # [B, T, P, Q] -> [B, P, Q]
+    def all_words():  # [B, T, P, Q] -> [B, P, Q]
         sigma = tf.nn.softmax(base[:, None, :, :] + word_logits[:, :, None, :], axis=-1)
         return tf.einsum("btpq,bt->bpq", sigma, weights)
 
-    def looped():
+    def word_by_word():
         return _word_averaged_softmax(base, word_logits, weights)
 
-    sizes = static_or_dynamic(base) + [static_or_dynamic(word_logits)[1]]
-    return by_memory(sizes, tf.as_dtype(base.dtype).size, memory_bytes, vectorised, looped)
+    if memory_bytes <= 0:
+        in_memory = False
+    else:
+        sizes = static_or_dynamic(base) + [static_or_dynamic(word_logits)[1]]
+        in_memory = fits_memory(sizes, tf.as_dtype(base.dtype).size, memory_bytes)
+    if isinstance(in_memory, bool):
+        fallback = all_words if in_memory else word_by_word
+        if limit < 0:
+            return fallback()
+    elif limit < 0:
+        return tf.cond(in_memory, all_words, word_by_word)
+    base_top = tf.reduce_max(base, axis=-1, keepdims=True)  # [B, P, 1]
+    words_top = tf.reduce_max(word_logits, axis=-1, keepdims=True)  # [B, T, 1]
+    base_spread = base_top[..., 0] - tf.reduce_min(base, axis=-1)  # [B, P]
+    words_spread = words_top[..., 0] - tf.reduce_min(word_logits, axis=-1)  # [B, T]
+    words_spread = tf.where(weights > 0, words_spread, tf.zeros_like(words_spread))
+    bound = tf.minimum(base_spread[:, :, None], words_spread[:, None, :])  # [B, P, T]
+    fits = tf.reduce_all(bound <= tf.cast(limit, bound.dtype))  # NaN logits: False
+
+    def product():
+        big = tf.exp(base - tf.stop_gradient(base_top))  # E: [B, P, Q]
+        small = tf.exp(word_logits - tf.stop_gradient(words_top))  # e: [B, T, Q]
+        normalisers = tf.matmul(big, small, transpose_b=True)  # Z: [B, P, T]
+        # Padding words (weight 0) may have any logits: 0 / Z, or 0 where Z underflowed.
+        ratios = tf.math.divide_no_nan(weights[:, None, :], normalisers)  # [B, P, T]
+        return big * tf.matmul(ratios, small)  # [B, P, Q]
+
+    if isinstance(in_memory, bool):
+        return tf.cond(fits, product, fallback)
+    # One switch, not nested conds: gradients of the word loop's custom gradient inside a
+    # cond inside a cond fail to build in TensorFlow.
+    branch = tf.where(fits, 0, tf.where(in_memory, 1, 2))
+    return tf.switch_case(branch, [product, all_words, word_by_word])
 
 
 @tf.custom_gradient
@@ -135,6 +201,10 @@ def _word_averaged_softmax(base, word_logits, weights):
     )
 
     def grad(d_total):
+        # The word slots 0, 1, ..., T - 1 [1, T], without `tf.range`: under a cond, XLA does
+        # not know T at compile time, which `range` (and a TensorArray's size) would need.
+        slots = tf.cumsum(tf.ones_like(weights[:1]), axis=1, exclusive=True)
+
         def backward_body(n, d_base, d_words, d_weights):
             # Softmax backward, with the word's weight w_n applied last:
             # d_logits = w_n * sigma * (d_total - sum_q d_total * sigma).
@@ -143,8 +213,10 @@ def _word_averaged_softmax(base, word_logits, weights):
             unweighted = sigma * (d_total - row)  # [B, P, Q]
             weight = weights[:, n]  # [B]
             d_word = weight[:, None] * tf.reduce_sum(unweighted, axis=1)  # [B, Q]
-            d_words = d_words.write(n, d_word)
-            d_weights = d_weights.write(n, tf.reduce_sum(row, axis=[1, 2]))  # [B]
+            # Word n's rows of the [B, T, ...] gradients, added through a one-hot row.
+            hot = tf.cast(tf.equal(slots, tf.cast(n, slots.dtype)), base.dtype)  # [1, T]
+            d_words += hot[:, :, None] * d_word[:, None, :]  # [B, T, Q]
+            d_weights += hot * tf.reduce_sum(row, axis=[1, 2])[:, None]  # [B, T]
             return n + 1, d_base + weight[:, None, None] * unweighted, d_words, d_weights
 
         _, d_base, d_words, d_weights = tf.while_loop(
@@ -153,20 +225,24 @@ def _word_averaged_softmax(base, word_logits, weights):
             (
                 tf.constant(0),
                 tf.zeros_like(base),
-                tf.TensorArray(base.dtype, size=num_words, element_shape=word_logits[:, 0].shape),
-                tf.TensorArray(base.dtype, size=num_words, element_shape=weights[:, 0].shape),
+                tf.zeros_like(word_logits),
+                tf.zeros_like(weights),
             ),
             parallel_iterations=1,
         )
-        d_words = tf.transpose(d_words.stack(), [1, 0, 2])  # [T, B, Q] -> [B, T, Q]
-        d_weights = tf.transpose(d_weights.stack(), [1, 0])  # [T, B] -> [B, T]
         return d_base, d_words, d_weights
 
     return total, grad
 
 
 def paper_factorized_attention(
-    visual, words, spatial, word_mask, weights, softmax_memory_bytes=DEFAULT_SOFTMAX_MEMORY_BYTES
+    visual,
+    words,
+    spatial,
+    word_mask,
+    weights,
+    softmax_memory_bytes=DEFAULT_SOFTMAX_MEMORY_BYTES,
+    product_range=None,
 ):
     """Paper-form Eq. 2-4 through the exact factorisation of the affine projections.
 
@@ -185,6 +261,8 @@ def paper_factorized_attention(
         weights: `ProjectionWeights` with kernels of C = Cv + Cl + 8 rows.
         softmax_memory_bytes: the memory allowed to the [B, T, P, P] softmax of all words at
             once (`word_averaged_softmax`); above it, one word at a time.
+        product_range: `word_averaged_softmax`'s: None for its product path where exact, a
+            negative value for never.
 
     Returns:
         `(G [B, P, C], word_attention [B, T], position_attention [B, P])`:
@@ -215,7 +293,7 @@ def paper_factorized_attention(
     base = tf.matmul(query_image, key_image, transpose_b=True)  # [B, P, P]
     per_word = tf.matmul(query_word, key_image, transpose_b=True)  # [B, T, P]
     position_mix = word_averaged_softmax(
-        base, per_word, mean_weights, softmax_memory_bytes
+        base, per_word, mean_weights, softmax_memory_bytes, product_range
     )  # S: [B, P, P]
 
     # tau: softmax over real key words for every (query position, query word).

@@ -11,7 +11,10 @@ from cmsa_tf.layers.common import positive_int
 from cmsa_tf.layers.multimodal_features import SPATIAL_CHANNELS
 
 FORMS = ("paper", "official")
-IMPLEMENTATIONS = {"paper": ("factorized", "dense"), "official": ("chunked", "dense")}
+IMPLEMENTATIONS = {
+    "paper": ("factorized", "factorized_per_word", "dense"),
+    "official": ("chunked", "dense"),
+}
 _PROJECTIONS = ("query", "key", "value")
 
 
@@ -38,9 +41,14 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
       channels C = Cv + Cl + 8. `implementation="factorized"` (default) is the
       exact factorisation (docs/design.md, "The exact factorisation"), never
       materialising more than
-      O(HW*HW + HW*T*T) per image, forward or backward; `"dense"` materialises
-      the [B, HW*T, HW*T] scores. Both use the same weights and compute the
-      same function.
+      O(HW*HW + HW*T*T) per image, forward or backward, its mean over words of
+      the position softmax computed as a product of exponentials by two
+      matmuls wherever the logits' spreads keep that exact in floating point
+      (`attention_kernels.word_averaged_softmax`), else word by word;
+      `"factorized_per_word"` always word by word (all words at once within
+      `attention_memory_bytes` on a GPU); `"dense"` materialises the
+      [B, HW*T, HW*T] scores. All use the same weights and compute the same
+      function.
     - `form="official"`: the authors' code. An optional reduction
       `f := ReLU(Wr f)` to `reduce_dim` channels, then `q, k, v =
       ReLU(1x1 conv)`, `k` and `v` max-pooled 2x2x2 (stride 2, 'same') over
@@ -70,9 +78,9 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
 
     Args:
         form: `"paper"` or `"official"`.
-        implementation: `None` (the form's default), `"factorized"` or
-            `"dense"` for the paper form, `"chunked"` or `"dense"` for the
-            official form.
+        implementation: `None` (the form's default), `"factorized"`,
+            `"factorized_per_word"` or `"dense"` for the paper form, `"chunked"` or
+            `"dense"` for the official form.
         key_dim: int, dimension d of queries, keys and values.
         reduce_dim: int or None; official form only: channels of the
             `ReLU(1x1 conv)` reduction applied to f first (256 for res4 and
@@ -197,7 +205,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
         batch, height, width = shape[0], shape[1], shape[2]
 
         if self.form == "paper":
-            if self.implementation == "factorized":
+            if self.implementation in ("factorized", "factorized_per_word"):
                 visual_n, words_n, spatial = [
                     tf.cast(x, dtype) for x in self.multimodal_features.parts(visual, words, mask)
                 ]
@@ -209,6 +217,7 @@ class CrossModalSelfAttention(CrossModalAttentionBase):
                         mask,
                         weights,
                         softmax_memory_bytes=_paper_softmax_memory(self.attention_memory_bytes),
+                        product_range=None if self.implementation == "factorized" else -1,
                     )
                 )
             else:

@@ -246,7 +246,7 @@ def test_backbone_convolutions_match_the_layers():
     assert count.notes == []
 
 
-def _tiny_step_flops(form, real_words, attention_memory_bytes):
+def _tiny_step_flops(form, real_words, attention_memory_bytes, implementation=None):
     """FLOPs of forward + backward of the tiny CMSA model (tests/helpers.py) at 32 x 32: every
     level at 4 x 4 positions, d = 4, T = 6 slots of which `real_words` real, batch 2."""
     from cmsa_tf.models.factory import build_model
@@ -256,6 +256,8 @@ def _tiny_step_flops(form, real_words, attention_memory_bytes):
     config.model.backbone.output_stride = 8  # every level at res3's 4 x 4 (shapes.py: 16)
     config.model.attention.attention_memory_bytes = attention_memory_bytes
     config.model.attention.query_chunk_size = 4  # 4 chunks of 4 positions, no padding
+    if implementation is not None:
+        config.model.attention.implementation = implementation
     model = build_model(config.model, vocab_size=20, image_size=32, max_words=6)
     variables = model.trainable_variables
 
@@ -290,11 +292,16 @@ def test_official_kernel_recomputation_costs_one_scores_matmul_more():
 
 @pytest.mark.parametrize("real_words", [2, 3])
 def test_paper_kernel_word_loop_counts_each_word(real_words):
-    """Over its memory budget (and always without a GPU) the paper kernel's softmax over key
-    positions runs one word at a time, in a while loop forward and one backward: 2 * L softmaxes
-    of [B, P, P] per level, plus the word softmax tau of [B, P, L, L] (TF counts 5 FLOPs per
-    softmax element)."""
-    count = _tiny_step_flops("paper", real_words, 1)
+    """`implementation="factorized_per_word"` over its memory budget (and always without a GPU):
+    the paper kernel's softmax over key positions runs one word at a time, in a while loop
+    forward and one backward: 2 * L softmaxes of [B, P, P] per level, plus the word softmax tau
+    of [B, P, L, L] (TF counts 5 FLOPs per softmax element). The default product path has no
+    position softmax (exponentials and two matmuls instead): tau's alone, and the branch its
+    `tf.cond` takes is the one counted."""
+    count = _tiny_step_flops("paper", real_words, 1, implementation="factorized_per_word")
     batch, positions, levels = 2, 16, 3
-    per_level = 2 * real_words * batch * positions * positions + batch * positions * real_words**2
+    tau = batch * positions * real_words**2
+    per_level = 2 * real_words * batch * positions * positions + tau
     assert count.by_type["Softmax"] == 5 * levels * per_level
+    product = _tiny_step_flops("paper", real_words, 1)
+    assert product.by_type["Softmax"] == 5 * levels * tau

@@ -14,6 +14,9 @@ MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
 # Index of the key bias among [d visual, d words] + trainable weights (paper form).
 KEY_BIAS = 2 + 3
 IMPLEMENTATIONS = {"paper": ("factorized", "dense"), "official": ("chunked", "dense")}
+# The paper form's two factorised kernels: the position softmax's mean over words as a product
+# of exponentials where exact (the default), or word by word.
+FACTORIZED = ["factorized", "factorized_per_word"]
 
 
 @pytest.fixture
@@ -149,8 +152,9 @@ def test_mismatched_inputs(inputs):
 # ---------------------------------------------------------------- paper form
 
 
-def test_paper_factorized_equals_dense_float64(inputs):
-    factorized, dense = make_layers("paper", IMPLEMENTATIONS["paper"], inputs)
+@pytest.mark.parametrize("implementation", FACTORIZED)
+def test_paper_factorized_equals_dense_float64(inputs, implementation):
+    factorized, dense = make_layers("paper", [implementation, "dense"], inputs)
     out_f, att_f, grads_f = run(factorized, *inputs)
     out_d, att_d, grads_d = run(dense, *inputs)
     np.testing.assert_allclose(out_f, out_d, rtol=0, atol=1e-10)
@@ -167,8 +171,9 @@ def test_paper_factorized_equals_dense_float64(inputs):
         np.testing.assert_allclose(att_f[key], att_d[key], rtol=0, atol=1e-12)
 
 
-def test_paper_factorized_equals_dense_float32(inputs):
-    factorized, dense = make_layers("paper", IMPLEMENTATIONS["paper"], inputs, dtype="float32")
+@pytest.mark.parametrize("implementation", FACTORIZED)
+def test_paper_factorized_equals_dense_float32(inputs, implementation):
+    factorized, dense = make_layers("paper", [implementation, "dense"], inputs, dtype="float32")
     out_f, att_f, grads_f = run(factorized, *inputs)
     out_d, att_d, grads_d = run(dense, *inputs)
     assert out_f.dtype == np.float32
@@ -442,11 +447,18 @@ def test_sentence_without_words_gives_zeros_not_nan(inputs, form):
 # ---------------------------------------------------------------- graphs, XLA, precision
 
 
-@pytest.mark.parametrize("form", ["paper", "official"])
-def test_dynamic_shapes_in_a_graph_with_gradients(inputs, form):
+@pytest.mark.parametrize(
+    "form, implementation",
+    [("paper", "factorized"), ("paper", "factorized_per_word"), ("official", "chunked")],
+)
+def test_dynamic_shapes_in_a_graph_with_gradients(inputs, form, implementation):
     visual, words, mask = inputs
     fast, reference = make_layers(
-        form, IMPLEMENTATIONS[form], inputs, query_chunk_size=5, attention_memory_bytes=1
+        form,
+        [implementation, IMPLEMENTATIONS[form][1]],
+        inputs,
+        query_chunk_size=5,
+        attention_memory_bytes=1,
     )
 
     @tf.function(
