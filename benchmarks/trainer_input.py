@@ -7,8 +7,9 @@ must exist: `make demo` or the commands in the config's docstring write them) un
 dataset, what `Trainer.dataset()` picks for one CPU replica: `cmsa_tf.training.distributes_input`).
 Each input runs in its own process (a distributed iterator, once made, slowed every step of its
 process, a plain iterator's included), `--repeats` times, alternating, so load from other
-processes hits both alike. A process runs `--warmup` untimed steps and `--rounds` rounds of
-`--steps_per_round` steps. A row gives the median seconds per step over its rounds and repeats,
+processes hits both alike. A process runs `--warmup` untimed calls of the step and `--rounds`
+rounds of `--steps_per_round` steps (with `--set train.steps_per_loop=N`, N steps a call, as the
+training loop runs them). A row gives the median seconds per step over its rounds and repeats,
 examples/s, the minor page faults per step (`getrusage`: memory pages the step touched fresh)
 and the step time against the plain iterator's.
 
@@ -41,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="processes of each input")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per process")
     parser.add_argument("--steps_per_round", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps of each first")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls of the step first")
     parser.add_argument(
         "--set",
         action="append",
@@ -63,6 +64,24 @@ def parse_args(argv=None):
 
 def _minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _step_call(trainer, config, steps_per_round):
+    """`(call, steps)`: `call(iterator)` runs `steps` training steps as the training loop does
+    (`config.train.steps_per_loop` steps per `tf.function` call) and brings the loss to the host."""
+    import tensorflow as tf
+
+    per_call = int(config.train.get("steps_per_loop") or 1)
+    if per_call < 1 or steps_per_round % per_call:
+        raise SystemExit(
+            f"--steps_per_round={steps_per_round} must be a multiple of "
+            f"train.steps_per_loop={per_call}."
+        )
+    if per_call == 1:
+        step = trainer.train_step_fn()
+        return (lambda iterator: float(step(iterator)[0])), 1
+    steps, count = trainer.train_steps_fn(), tf.constant(per_call, tf.int32)
+    return (lambda iterator: float(steps(iterator, count)[0])), per_call
 
 
 def measure(args):
@@ -87,18 +106,19 @@ def measure(args):
     seconds, faults = [], []
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(config, workdir, strategy)
-        step = trainer.train_step_fn()
+        call, per_call = _step_call(trainer, config, args.steps_per_round)
         iterator = iter(trainer.dataset(distribute=args.child == "distributed"))
         for _ in range(args.warmup):
-            float(step(iterator)[0])
+            call(iterator)
         for _ in range(args.rounds):
             start_faults, start = _minor_faults(), time.perf_counter()
-            for _ in range(args.steps_per_round):
-                float(step(iterator)[0])
+            for _ in range(args.steps_per_round // per_call):
+                call(iterator)
             seconds.append((time.perf_counter() - start) / args.steps_per_round)
             faults.append((_minor_faults() - start_faults) / args.steps_per_round)
     return {
         "seconds": seconds,
+        "steps trained": int(trainer.step),  # warm-up included
         "faults": faults,
         "batch": int(config.train.batch_size),
         "tensorflow": tf.__version__,

@@ -178,3 +178,40 @@ def test_grouping_is_for_training_batches(shared_images):
         pipeline.make_dataset(files, batch_size=4, training=False, expressions_per_image=2)
     with pytest.raises(ValueError, match="must divide"):
         pipeline.make_dataset(files, batch_size=6, training=True, expressions_per_image=4)
+
+
+def test_corrupt_records_stop_a_grouped_stream_or_are_skipped(tmp_path):
+    """A group whose image does not decode is dropped whole under `skip_corrupt`, and a record
+    that is not a `tf.train.Example` at all is skipped; without it, either raises."""
+    rng = np.random.default_rng(2)
+    image = encode(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
+
+    def record(image_id, k, image_bytes):
+        return schema.serialize_example(
+            image_encoded=image_bytes,
+            image_format="png",
+            height=20,
+            width=28,
+            mask_png=encode(blob(20, 28)),
+            expression="words",
+            ids=[1 + k],
+            image_id=image_id,
+            ref_id=100 + image_id,
+            ann_id=200 + image_id,
+            sentence_id=10 * image_id + k,
+        )
+
+    good_then_bad_image = [record(0, 0, image), record(0, 1, image)]
+    good_then_bad_image += [record(1, 0, b"not an image"), record(1, 1, b"not an image")]
+    files = [
+        write_records(tmp_path / "a.tfrecord", good_then_bad_image + [record(2, 0, image)]),
+        write_records(tmp_path / "b.tfrecord", [record(3, 0, image), b"not an example"]),
+    ]
+    for name, pattern in [("a", r"ref/id 101.*image/encoded is not a JPEG"), ("b", "parse")]:
+        stream = _one_epoch_of_pairs([f for f in files if f.endswith(f"{name}.tfrecord")], 2)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            list(stream)
+    skipped = _one_epoch_of_pairs(files, 2, skip_corrupt=True, drop_remainder=False)
+    sentences = sorted(tuple(b["sentence_id"].numpy()) for b in skipped)
+    # Image 1's group is gone; images 2 and 3 (one expression each) fill their groups alone.
+    assert sentences == [(0, 1), (20, 20), (30, 30)]
