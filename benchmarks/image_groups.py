@@ -13,7 +13,6 @@ batch is batch_size / k images), and the step time against k = 1. The TFRecords 
 
 import argparse
 import pathlib
-import statistics
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -55,24 +54,14 @@ def parse_args(argv=None):
     return args
 
 
-def _child(args, k):
-    """trainer_input.py's plain-input child with `data.expressions_per_image=k`."""
-    child_args = argparse.Namespace(**vars(args))
-    child_args.strategy = "mirrored"  # trainer_input.py's default: one replica on a CPU
-    child_args.set = [*args.set, f"data.expressions_per_image={k}"]
-    return trainer_input.run_child(child_args, "plain", label=f"k={k}")
-
-
 def run(args):
     """Every k, each in its own processes, alternating: (machine, rows)."""
-    results = {k: [] for k in args.groups}
-    for _ in range(args.repeats):
-        for k in args.groups:
-            results[k].append(_child(args, k))
+    results, by_name = trainer_input.run_variants(
+        args, {f"k={k}": [f"data.expressions_per_image={k}"] for k in args.groups}
+    )
+    results = {k: results[f"k={k}"] for k in args.groups}
+    step_s = {k: by_name[f"k={k}"] for k in args.groups}
     batch = results[1][0]["batch"]
-    step_s = {
-        k: statistics.median(s for r in runs for s in r["seconds"]) for k, runs in results.items()
-    }
     rows = [
         {
             "expressions per image": k,

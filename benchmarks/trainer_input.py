@@ -150,6 +150,24 @@ def run_child(args, name: str, label: str | None = None) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def run_variants(args, variants: dict) -> tuple[dict, dict]:
+    """Each variant (name -> the config fields it sets on top of `args.set`) on the plain input
+    of one CPU replica, each in its own processes, `args.repeats` times, the variants
+    alternating: `(results, step_s)`, each variant's child results and median s/step."""
+    results = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, fields in variants.items():
+            child_args = argparse.Namespace(**vars(args))
+            child_args.strategy = "mirrored"  # this script's default: one replica on a CPU
+            child_args.set = [*args.set, *fields]
+            results[name].append(run_child(child_args, "plain", label=name))
+    step_s = {
+        name: statistics.median(s for r in runs for s in r["seconds"])
+        for name, runs in results.items()
+    }
+    return results, step_s
+
+
 def run(args):
     """Both inputs, each in its own processes, alternating: (machine, rows)."""
     results = {name: [] for name in INPUTS}

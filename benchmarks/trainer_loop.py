@@ -24,7 +24,6 @@ config's docstring).
 import argparse
 import math
 import pathlib
-import statistics
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -96,18 +95,10 @@ def variants(args):
 def run(args):
     """Every variant, each in its own processes, alternating: (machine, rows)."""
     table = variants(args)
-    results = {name: [] for name, *_ in table}
-    for _ in range(args.repeats):
-        for name, _, _, fields in table:
-            child_args = argparse.Namespace(**vars(args))
-            child_args.strategy = "mirrored"  # trainer_input.py's default: one CPU replica
-            child_args.set = [*args.set, *fields]
-            results[name].append(trainer_input.run_child(child_args, "plain", label=name))
+    results, step_s = trainer_input.run_variants(
+        args, {name: fields for name, _, _, fields in table}
+    )
     batch = results[table[0][0]][0]["batch"]
-    step_s = {
-        name: statistics.median(s for r in runs for s in r["seconds"])
-        for name, runs in results.items()
-    }
     base = step_s["steps_per_loop=1"]
     rows = [
         {
