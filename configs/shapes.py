@@ -41,12 +41,12 @@ def get_config(arg=None):
     # for a perfect map, against 0.82 at 128 px and 0.73 at 96 px
     # (benchmarks/resolution_ceiling.py). Output stride 16 (res4 and res5 at 10x10, fused at
     # res3's 20x20) makes a step at 160 px cost what one at 128 px and stride 8 did, and learns
-    # faster per step (README, "ShapesRef results").
+    # faster per step (docs/shapes_demo.md, "How the recipe was chosen").
     config.data.image_size = 160
     config.data.max_words = 10
     # A batch of 16 expressions is 4 images with 4 expressions each, the backbone run once per
     # image (cmsa_tf/data/image_groups.py): the step 1.4x faster, the learning curve within the
-    # spread of ungrouped runs (README, the demo's runs under "Commands").
+    # spread of ungrouped runs (docs/shapes_demo.md, "Timings and runs of `make demo`").
     config.data.expressions_per_image = 4
 
     model = config.model
