@@ -1,4 +1,4 @@
-r"""The best overall IoU any model can reach when it scores at output stride 8.
+r"""The best overall IoU any model can reach when it scores at a given stride (8 by default).
 
 CMSA scores a stride-8 map and upsamples it bilinearly. This script takes each ground-truth mask
 as the pipeline resizes and pads it, averages it down to the stride-8 grid (the best such map:
@@ -18,6 +18,11 @@ import tensorflow as tf
 from cmsa_tf.data import pipeline
 
 
+def score_map_cells(size, stride):
+    """Cells per side of the stride-`stride` score map of a `size` x `size` input."""
+    return -(-size // stride)
+
+
 def best_map_overlap(mask, stride):
     """Intersection and union of the best stride-`stride` map with `mask` [B, S, S, 1] in {0, 1}.
 
@@ -25,7 +30,7 @@ def best_map_overlap(mask, stride):
     S x S, as the model's scores are, and thresholded at 0.5.
     """
     size = int(mask.shape[1])
-    cells = -(-size // stride)
+    cells = score_map_cells(size, stride)
     coarse = tf.image.resize(mask, [cells, cells], method="area")  # [B, S/stride, S/stride, 1]
     best = tf.image.resize(coarse, [size, size], method="bilinear") >= 0.5
     truth = mask >= 0.5
@@ -42,7 +47,6 @@ def ceiling(tfrecord_dir, split, size, stride=8, max_examples=None):
         dataset = dataset.unbatch().take(max_examples).batch(64)
     intersection = union = 0.0
     count = 0
-    cells = -(-size // stride)
     for batch in dataset:
         mask = batch["mask"]  # [B, S, S, 1]
         i, u = best_map_overlap(mask, stride)
@@ -52,7 +56,7 @@ def ceiling(tfrecord_dir, split, size, stride=8, max_examples=None):
     return {
         "size": size,
         "stride": stride,
-        "cells": cells,
+        "cells": score_map_cells(size, stride),
         "expressions": count,
         "overall_iou": intersection / union,
     }

@@ -9,12 +9,11 @@ import sys
 
 import pytest
 
-from tests.helpers import TINY_OVERRIDES, run_tiny_trainer_benchmark
+from tests.helpers import TINY_OVERRIDES, load_benchmark, run_tiny_trainer_benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "trainer_loop.py"
-sys.path.insert(0, str(REPO / "benchmarks"))
-import trainer_loop  # noqa: E402
+trainer_loop = load_benchmark("trainer_loop")
 
 
 @pytest.mark.slow
