@@ -122,7 +122,7 @@ def test_authors_argument_is_the_official_form_plus_the_authors_model(name, load
 def test_shapes_long_schedule_and_arguments(load):
     demo, long = load("shapes"), load("shapes", "long")
     assert demo.model.to_dict() == long.model.to_dict()  # the same model, the paper form
-    assert (long.data.image_size, long.train.steps) == (160, 6000)
+    assert (long.data.image_size, long.train.steps) == (160, 16000)
     assert long.data.augment == ("hflip", "vflip") and demo.data.augment == ()
     assert demo.train.region_loss == long.train.region_loss == "dice"
     assert demo.train.eval_every > 0  # the demo prints its learning curve
