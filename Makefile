@@ -22,11 +22,16 @@ $(STAMP): setup.py pyproject.toml
 install: $(STAMP)
 
 # make test: the whole suite; make test-fast: without the tests marked slow (subprocesses, end to end).
+# Both run one pytest-xdist worker per core (TEST_WORKERS=auto; TEST_WORKERS=0 runs in one process),
+# each test file whole in one worker so that its module fixtures are built once.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
+
 test: $(STAMP)
-	$(PY) -m pytest tests --durations=15
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow" --durations=15
+	$(PYTEST) -m "not slow"
 
 # make lint: ruff's checks and formatting, as configured in pyproject.toml; make format applies them.
 lint: $(STAMP)

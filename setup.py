@@ -32,8 +32,16 @@ setuptools.setup(
         # cmsa-demo, the web page over an export (Gradio, as this field's demos).
         "demo": DEMO_REQUIRES,
         # The browser tests drive Debian's chromium package through Playwright (no downloaded
-        # browsers); .ci/run installs chromium with apt-get.
-        "test": ["pytest", "pytest-timeout", "ruff", *DEMO_REQUIRES, "playwright"],
+        # browsers); .ci/run installs chromium with apt-get. pytest-xdist runs `make test` on
+        # every core.
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "pytest-xdist",
+            "ruff",
+            *DEMO_REQUIRES,
+            "playwright",
+        ],
     },
     entry_points={
         "console_scripts": [
