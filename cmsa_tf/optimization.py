@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import keras
 import ml_collections
+import tensorflow as tf
 from keras import ops
 
 RECIPES = ("default", "authors")
@@ -101,6 +102,12 @@ def scale_gradients(gradients, variables, train_config: ml_collections.ConfigDic
     ]
 
 
+def _handle(variable):
+    """The resource handle of a Keras variable (its `tf.Variable`) or of a `tf.Variable` (inside
+    a distributed update, the replica's component)."""
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
 @keras.saving.register_keras_serializable(package="cmsa_tf")
 class Adam(keras.optimizers.Adam):
     """Adam whose bias variables take `bias_lr_multiplier` times the learning rate.
@@ -108,6 +115,12 @@ class Adam(keras.optimizers.Adam):
     Adam's step does not scale with the gradient, so the authors' "biases at twice the learning
     rate" cannot be had by scaling gradients; this multiplies the learning rate in the update
     instead.
+
+    Each variable's update is TensorFlow's fused Adam kernel (`ResourceApplyAdam`, the update of
+    TF1's `AdamOptimizer`), the same formula as `keras.optimizers.Adam`'s (epsilon added to the
+    root of the second moment) as one op instead of about twenty, fewer ops for a train step to
+    trace and to run. The two agree to float32 rounding (`tests/test_optimization.py`). With
+    `amsgrad=True` the update is Keras's.
 
     Args:
         bias_lr_multiplier: learning-rate factor for the biases (`variable_role` "bias").
@@ -121,7 +134,25 @@ class Adam(keras.optimizers.Adam):
     def update_step(self, gradient, variable, learning_rate):
         if self.bias_lr_multiplier != 1.0 and is_bias(variable):
             learning_rate = ops.multiply(learning_rate, self.bias_lr_multiplier)
-        return super().update_step(gradient, variable, learning_rate)
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable),
+            m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype),  # IndexedSlices made dense
+        )
 
     def get_config(self):
         config = super().get_config()

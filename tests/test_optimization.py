@@ -196,3 +196,89 @@ def test_l2_penalty_is_tf1_l2_loss_over_the_recipe(models):
 def test_unknown_recipe_is_refused():
     with pytest.raises(ValueError, match="config.train.recipe must be one of"):
         optimization.create_optimizer(_train_config(recipe="paper"))
+
+
+# A kernel, a bias and an embedding table: their start values and gradients (the table's
+# gradient is `tf.IndexedSlices` over rows 1 and 3, as a gather's is).
+_SHAPES = ((3, 4), (4,), (5, 2))
+_GRADIENT_SHAPES = ((3, 4), (4,), (2, 2))
+
+
+def _start_values():
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(shape).astype("float32") for shape in _SHAPES]
+
+
+def _gradients(seed, steps):
+    rng = np.random.default_rng(seed)
+    return [
+        tuple(rng.standard_normal(shape).astype("float32") for shape in _GRADIENT_SHAPES)
+        for _ in range(steps)
+    ]
+
+
+def _adam_steps(make_optimizer, gradients, strategy):
+    """The steps of `make_optimizer()`, in a `tf.function` under `strategy`, from
+    `_start_values()`; returns the variables' values."""
+    with strategy.scope():
+        variables = [
+            keras.Variable(value, name=name)
+            for value, name in zip(_start_values(), ("kernel", "bias", "embeddings"), strict=True)
+        ]
+        optimizer = make_optimizer()
+        optimizer.build(variables)
+
+    def replica_step(kernel, bias, rows):
+        embedding = tf.IndexedSlices(rows, tf.constant([1, 3]), tf.constant(_SHAPES[2]))
+        optimizer.apply([tf.identity(kernel), tf.identity(bias), embedding], variables)
+
+    @tf.function
+    def step(kernel, bias, rows):
+        strategy.run(replica_step, args=(kernel, bias, rows))
+
+    for kernel, bias, rows in gradients:
+        step(kernel, bias, rows)
+    return [v.numpy() for v in variables]
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_fused_update_is_keras_adam(strategy):
+    """`Adam`'s fused update (`ResourceApplyAdam`) follows `keras.optimizers.Adam` over five
+    steps of a decaying rate, the sparse embedding gradient included; its bias factor doubles the
+    biases' rate only."""
+    gradients = _gradients(seed=1, steps=5)
+    strategies = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": lambda: tf.distribute.MirroredStrategy(["/cpu:0"]),
+    }
+
+    def run(cls, **kwargs):
+        schedule = keras.optimizers.schedules.PolynomialDecay(1e-2, 5, 1e-3, power=0.9)
+        make = lambda: cls(learning_rate=schedule, **kwargs)  # noqa: E731
+        return _adam_steps(make, gradients, strategies[strategy]())
+
+    reference = run(keras.optimizers.Adam)
+    fused = run(optimization.Adam)
+    for want, got in zip(reference, fused, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    start = _start_values()
+    assert not np.array_equal(fused[2][[1, 3]], start[2][[1, 3]])
+    np.testing.assert_array_equal(fused[2][[0, 2, 4]], start[2][[0, 2, 4]])  # no gradient
+    # The bias factor: the kernel and the embedding as without it, the bias at twice the rate
+    # (Adam's first steps are about lr * sign(g), so the bias moves about twice as far).
+    doubled = run(optimization.Adam, bias_lr_multiplier=2.0)
+    np.testing.assert_allclose(doubled[0], fused[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(doubled[2], fused[2], rtol=1e-6, atol=1e-7)
+    ratio = np.abs(doubled[1] - start[1]) / np.abs(fused[1] - start[1])
+    np.testing.assert_allclose(ratio, 2.0, rtol=0.05)
+
+
+def test_amsgrad_takes_keras_update():
+    gradients = _gradients(seed=2, steps=3)
+    strategy = tf.distribute.get_strategy()
+    reference = _adam_steps(lambda: keras.optimizers.Adam(1e-2, amsgrad=True), gradients, strategy)
+    ours = _adam_steps(
+        lambda: optimization.Adam(learning_rate=1e-2, amsgrad=True), gradients, strategy
+    )
+    for want, got in zip(reference, ours, strict=True):
+        np.testing.assert_array_equal(got, want)
