@@ -290,14 +290,14 @@ def test_official_kernel_recomputation_costs_one_scores_matmul_more():
     assert chunked.by_type["Einsum"] - kept.by_type["Einsum"] == extra_einsum
 
 
-@pytest.mark.parametrize("real_words", [2, 3])
-def test_paper_kernel_word_loop_counts_each_word(real_words):
+def test_paper_kernel_word_loop_counts_each_word():
     """`implementation="factorized_per_word"` over its memory budget (and always without a GPU):
     the paper kernel's softmax over key positions runs one word at a time, in a while loop
     forward and one backward: 2 * L softmaxes of [B, P, P] per level, plus the word softmax tau
     of [B, P, L, L] (TF counts 5 FLOPs per softmax element). The default product path has no
     position softmax (exponentials and two matmuls instead): tau's alone, and the branch its
     `tf.cond` takes is the one counted."""
+    real_words = 3
     count = _tiny_step_flops("paper", real_words, 1, implementation="factorized_per_word")
     batch, positions, levels = 2, 16, 3
     tau = batch * positions * real_words**2
