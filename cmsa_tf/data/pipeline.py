@@ -403,6 +403,10 @@ def make_dataset(
         parse_element = image_groups.parse_group(parse, decoder, augment)
     else:
         parse_element = lambda serialized: parse(decoder.decode(serialized))  # noqa: E731
+    # Decoding, parsing and augmenting are plain TensorFlow ops (no Python control flow on
+    # tensors): AutoGraph's conversion of them, most of the time a training dataset took to build,
+    # is skipped.
+    parse_element = tf.autograph.experimental.do_not_convert(parse_element)
     dataset = dataset.map(parse_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     if skip_corrupt:
         dataset = dataset.ignore_errors(log_warning=True)
