@@ -77,12 +77,12 @@ def keras_update_adam():
 def measure(args):
     import numpy as np
     import tensorflow as tf
+    from train_step import load_config
 
     from cmsa_tf import optimization
     from cmsa_tf.models.factory import build_model
 
-    train_step = _train_step_module()
-    config = train_step.load_config(args.config, args.config_arg, args.set)
+    config = load_config(args.config, args.config_arg, args.set)
     data = config.data
     model = build_model(config.model, args.vocab_size, data.image_size, data.max_words)
     variables = model.trainable_variables
@@ -138,16 +138,6 @@ def measure(args):
     return rows
 
 
-def _train_step_module():
-    """benchmarks/train_step.py, for its `load_config` (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import train_step
-    finally:
-        sys.path.pop(0)
-    return train_step
-
-
 def _cell(column, value):
     if column == "first call s":
         return f"{value:.2f}"
@@ -171,6 +161,7 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))  # train_step.py's load_config
     import tensorflow as tf
 
     rows = measure(args)
