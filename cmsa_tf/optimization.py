@@ -136,6 +136,11 @@ class Adam(keras.optimizers.Adam):
             learning_rate = ops.multiply(learning_rate, self.bias_lr_multiplier)
         if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
+        self._adam_update(gradient, variable, learning_rate)
+
+    def _adam_update(self, gradient, variable, learning_rate):
+        """Adam's update of `variable` at `learning_rate` (the bias factor already applied), as
+        `ResourceApplyAdam`."""
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
